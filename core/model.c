@@ -1,0 +1,281 @@
+/* model.c — loading a checkpoint folder and binding the tensors the model needs, with validation.
+ *
+ * Nothing is computed before every required tensor has been found with the shape the config implies and a
+ * float dtype; tensors the model does not use (e.g. the k/v projections real checkpoints carry for
+ * KV-shared layers) are ignored.
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdarg.h>
+
+G_DEFINE_QUARK (g3n-error-quark, g3n_error)
+
+typedef struct {
+  G3nModel *model;
+  const char *prefix;
+  GError **error;
+} Binder;
+
+static const G3nTensor *G_GNUC_PRINTF (5, 0)
+find_checked (Binder *b, int ndim, const int64_t *shape, gboolean optional, const char *fmt, va_list ap)
+{
+  if (*b->error)
+    return NULL;
+  g_autofree char *rel = g_strdup_vprintf (fmt, ap);
+  g_autofree char *name = g_strconcat (rel[0] == '/' ? "" : b->prefix, rel[0] == '/' ? rel + 1 : rel, NULL);
+  const G3nTensor *t = g3n_tensor_store_find (b->model->store, name);
+  if (!t) {
+    if (!optional)
+      g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: required tensor '%s' is missing", b->model->path,
+                   name);
+    return NULL;
+  }
+  if (t->dtype != G3N_DTYPE_F32 && t->dtype != G3N_DTYPE_BF16 && t->dtype != G3N_DTYPE_F16) {
+    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
+                 t->path, name, g3n_dtype_name (t->dtype));
+    return NULL;
+  }
+  gboolean same = t->ndim == ndim;
+  for (int i = 0; same && i < ndim; i++)
+    same = t->shape[i] == shape[i];
+  if (!same) {
+    g_autofree char *have = g3n_shape_to_string (t->ndim, t->shape);
+    g_autofree char *want = g3n_shape_to_string (ndim, shape);
+    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has shape %s, expected %s", t->path, name,
+                 have, want);
+    return NULL;
+  }
+  return t;
+}
+
+/* Names starting with '/' are absolute; others are relative to the binder's prefix. */
+static gboolean G_GNUC_PRINTF (5, 6)
+bind_matrix (Binder *b, G3nMatrix *out, int rows, int cols, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  const G3nTensor *t = find_checked (b, 2, (int64_t[]) { rows, cols }, FALSE, fmt, ap);
+  va_end (ap);
+  if (t)
+    *out = g3n_matrix_from_tensor (t);
+  return t != NULL;
+}
+
+static const float *
+f32_copy (G3nModel *m, const G3nTensor *t)
+{
+  gsize n = (gsize) g3n_tensor_numel (t);
+  float *v = g_new (float, n ? n : 1);
+  g3n_to_f32 (t->dtype, t->data, v, n);
+  g_ptr_array_add (m->f32_copies, v);
+  return v;
+}
+
+/* A vector or small matrix of n0 (x n1) values, kept as an fp32 copy. n1 = 0 means 1-D. */
+static gboolean G_GNUC_PRINTF (5, 6)
+bind_small (Binder *b, const float **out, int n0, int n1, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  const G3nTensor *t = find_checked (b, n1 ? 2 : 1, (int64_t[]) { n0, n1 }, FALSE, fmt, ap);
+  va_end (ap);
+  if (t)
+    *out = f32_copy (b->model, t);
+  return t != NULL;
+}
+
+static gboolean
+bind_text_layer (Binder *b, const G3nTextConfig *c, int i, G3nTextLayer *l)
+{
+  int H = c->hidden_size, hd = c->head_dim, A = c->altup_num_inputs, I = c->intermediate_size[i];
+  int P = c->hidden_size_per_layer_input;
+  bind_matrix (b, &l->q_proj, c->num_attention_heads * hd, H, "layers.%d.self_attn.q_proj.weight", i);
+  bind_matrix (b, &l->o_proj, H, c->num_attention_heads * hd, "layers.%d.self_attn.o_proj.weight", i);
+  bind_small (b, &l->q_norm, hd, 0, "layers.%d.self_attn.q_norm.weight", i);
+  if (g3n_text_config_kv_source_layer (c, i) == i) {
+    bind_matrix (b, &l->k_proj, c->num_key_value_heads * hd, H, "layers.%d.self_attn.k_proj.weight", i);
+    bind_matrix (b, &l->v_proj, c->num_key_value_heads * hd, H, "layers.%d.self_attn.v_proj.weight", i);
+    bind_small (b, &l->k_norm, hd, 0, "layers.%d.self_attn.k_norm.weight", i);
+  }
+  bind_matrix (b, &l->gate_proj, I, H, "layers.%d.mlp.gate_proj.weight", i);
+  bind_matrix (b, &l->up_proj, I, H, "layers.%d.mlp.up_proj.weight", i);
+  bind_matrix (b, &l->down_proj, H, I, "layers.%d.mlp.down_proj.weight", i);
+  bind_small (b, &l->input_layernorm, H, 0, "layers.%d.input_layernorm.weight", i);
+  bind_small (b, &l->post_attention_layernorm, H, 0, "layers.%d.post_attention_layernorm.weight", i);
+  bind_small (b, &l->pre_feedforward_layernorm, H, 0, "layers.%d.pre_feedforward_layernorm.weight", i);
+  bind_small (b, &l->post_feedforward_layernorm, H, 0, "layers.%d.post_feedforward_layernorm.weight", i);
+  bind_small (b, &l->altup_correct_output_scale, H, 0, "layers.%d.altup.correct_output_scale", i);
+  bind_small (b, &l->altup_correction_coefs, A, A, "layers.%d.altup.correction_coefs.weight", i);
+  bind_small (b, &l->altup_prediction_coefs, A * A, A, "layers.%d.altup.prediction_coefs.weight", i);
+  bind_small (b, &l->altup_router_norm, H, 0, "layers.%d.altup.router_norm.weight", i);
+  bind_matrix (b, &l->altup_modality_router, A, H, "layers.%d.altup.modality_router.weight", i);
+  bind_matrix (b, &l->laurel_left, c->laurel_rank, H, "layers.%d.laurel.linear_left.weight", i);
+  bind_matrix (b, &l->laurel_right, H, c->laurel_rank, "layers.%d.laurel.linear_right.weight", i);
+  bind_small (b, &l->laurel_norm, H, 0, "layers.%d.laurel.post_laurel_norm.weight", i);
+  bind_matrix (b, &l->per_layer_input_gate, P, H, "layers.%d.per_layer_input_gate.weight", i);
+  bind_matrix (b, &l->per_layer_projection, H, P, "layers.%d.per_layer_projection.weight", i);
+  bind_small (b, &l->post_per_layer_input_norm, H, 0, "layers.%d.post_per_layer_input_norm.weight", i);
+  return *b->error == NULL;
+}
+
+/* The text model's tensors sit under model.language_model. (Gemma3nForConditionalGeneration, the real
+ * checkpoints) or model. (a Gemma3nForCausalLM save). */
+static const char *
+text_prefix (const G3nTensorStore *store)
+{
+  static const char *const prefixes[] = { "model.language_model.", "model.", "language_model.model." };
+  for (guint i = 0; i < G_N_ELEMENTS (prefixes); i++) {
+    g_autofree char *name = g_strconcat (prefixes[i], "embed_tokens.weight", NULL);
+    if (g3n_tensor_store_find (store, name))
+      return prefixes[i];
+  }
+  return prefixes[0];
+}
+
+static gboolean
+bind_text (G3nModel *m, GError **error)
+{
+  const G3nTextConfig *c = &m->config->text;
+  G3nTextWeights *w = &m->text;
+  Binder b = { m, text_prefix (m->store), error };
+  int H = c->hidden_size, L = c->num_hidden_layers, P = c->hidden_size_per_layer_input, A = c->altup_num_inputs;
+  bind_matrix (&b, &w->embed_tokens, c->vocab_size, H, "embed_tokens.weight");
+  bind_matrix (&b, &w->embed_tokens_per_layer, c->vocab_size_per_layer_input, L * P, "embed_tokens_per_layer.weight");
+  bind_matrix (&b, &w->per_layer_model_projection, L * P, H, "per_layer_model_projection.weight");
+  bind_small (&b, &w->per_layer_projection_norm, P, 0, "per_layer_projection_norm.weight");
+  bind_small (&b, &w->norm, H, 0, "norm.weight");
+  w->altup_projections = g_new0 (G3nMatrix, A);
+  w->altup_unembed_projections = g_new0 (G3nMatrix, A);
+  for (int i = 0; i + 1 < A; i++) {
+    bind_matrix (&b, &w->altup_projections[i], H, H, "altup_projections.%d.weight", i);
+    bind_matrix (&b, &w->altup_unembed_projections[i], H, H, "altup_unembed_projections.%d.weight", i);
+  }
+  w->lm_head = w->embed_tokens; /* Gemma ties the LM head to the input embedding */
+  w->layers = g_new0 (G3nTextLayer, L);
+  for (int i = 0; i < L && !*error; i++)
+    bind_text_layer (&b, c, i, &w->layers[i]);
+  return *error == NULL;
+}
+
+/* embed_vision / embed_audio are optional as a whole (a text-only checkpoint omits them) but complete
+ * when present. */
+static gboolean
+bind_embedder (G3nModel *m, const char *name, int vocab, int mm_hidden, G3nEmbedderWeights *e, GError **error)
+{
+  g_autofree char *probe = g_strdup_printf ("model.%s.embedding.weight", name);
+  if (!g3n_tensor_store_find (m->store, probe))
+    return TRUE;
+  Binder b = { m, "model.", error };
+  int H = m->config->text.hidden_size;
+  bind_matrix (&b, &e->embedding, vocab, mm_hidden, "%s.embedding.weight", name);
+  bind_small (&b, &e->hard_embedding_norm, mm_hidden, 0, "%s.hard_embedding_norm.weight", name);
+  bind_small (&b, &e->soft_embedding_norm, mm_hidden, 0, "%s.soft_embedding_norm.weight", name);
+  bind_matrix (&b, &e->embedding_projection, H, mm_hidden, "%s.embedding_projection.weight", name);
+  e->present = *error == NULL;
+  return e->present;
+}
+
+G3nModel *
+g3n_model_load (const char *dir, GError **error)
+{
+  if (!g_file_test (dir, G_FILE_TEST_IS_DIR)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_IO, "%s: model folder does not exist", dir);
+    return NULL;
+  }
+  G3nModel *m = g_new0 (G3nModel, 1);
+  m->ref_count = 1;
+  m->path = g_strdup (dir);
+  m->f32_copies = g_ptr_array_new_with_free_func (g_free);
+  m->config = g3n_config_load (dir, error);
+  if (m->config)
+    m->store = g3n_tensor_store_open (dir, error);
+  if (!m->store || !bind_text (m, error)
+      || !bind_embedder (m, "embed_vision", m->config->vision.vocab_size, m->config->vision.hidden_size,
+                         &m->embed_vision, error)
+      || !bind_embedder (m, "embed_audio", m->config->audio.vocab_size, m->config->audio.hidden_size,
+                         &m->embed_audio, error)) {
+    g3n_model_unref (m);
+    return NULL;
+  }
+  return m;
+}
+
+G3nModel *
+g3n_model_ref (G3nModel *m)
+{
+  g_atomic_int_inc (&m->ref_count);
+  return m;
+}
+
+void
+g3n_model_unref (G3nModel *m)
+{
+  if (!m || !g_atomic_int_dec_and_test (&m->ref_count))
+    return;
+  g_free (m->text.layers);
+  g_free (m->text.altup_projections);
+  g_free (m->text.altup_unembed_projections);
+  g_ptr_array_free (m->f32_copies, TRUE);
+  g3n_tensor_store_free (m->store);
+  g3n_config_free (m->config);
+  g_free (m->path);
+  g_free (m);
+}
+
+const char *
+g3n_model_path (const G3nModel *m)
+{
+  return m->path;
+}
+
+int
+g3n_model_n_vocab (const G3nModel *m)
+{
+  return m->config->text.vocab_size;
+}
+
+int
+g3n_model_n_embd (const G3nModel *m)
+{
+  return m->config->text.hidden_size;
+}
+
+int
+g3n_model_n_layers (const G3nModel *m)
+{
+  return m->config->text.num_hidden_layers;
+}
+
+int
+g3n_model_n_altup (const G3nModel *m)
+{
+  return m->config->text.altup_num_inputs;
+}
+
+int
+g3n_model_n_embd_per_layer (const G3nModel *m)
+{
+  return m->config->text.hidden_size_per_layer_input;
+}
+
+int
+g3n_model_bos_token (const G3nModel *m)
+{
+  return m->config->text.bos_token_id;
+}
+
+gboolean
+g3n_model_is_eos (const G3nModel *m, int32_t token)
+{
+  for (int i = 0; i < m->config->text.n_eos_token_ids; i++)
+    if (m->config->text.eos_token_ids[i] == token)
+      return TRUE;
+  return FALSE;
+}
+
+void
+g3n_set_threads (int n_threads)
+{
+  g3n_kernels_set_threads (n_threads);
+}

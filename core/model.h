@@ -1,0 +1,61 @@
+/* model.h — a loaded checkpoint: config, mapped tensors, and the text decoder's weights bound by name. */
+#ifndef G3N_MODEL_H
+#define G3N_MODEL_H
+
+#include "model-config.h"
+#include "kernels/kernels.h"
+#include "safetensors.h"
+
+G_BEGIN_DECLS
+
+/* One decoder layer. Vectors (norm weights, AltUp coefficients) are small, so they are kept as fp32 copies;
+ * matrices stay in the mapping. The k/v members are unset for KV-shared layers. */
+typedef struct {
+  G3nMatrix q_proj, k_proj, v_proj, o_proj;
+  const float *q_norm, *k_norm;
+  G3nMatrix gate_proj, up_proj, down_proj;
+  const float *input_layernorm, *post_attention_layernorm, *pre_feedforward_layernorm, *post_feedforward_layernorm;
+  const float *altup_correct_output_scale;
+  const float *altup_correction_coefs;  /* [A, A] */
+  const float *altup_prediction_coefs;  /* [A*A, A] */
+  const float *altup_router_norm;
+  G3nMatrix altup_modality_router;      /* [A, hidden] */
+  G3nMatrix laurel_left, laurel_right;
+  const float *laurel_norm;
+  G3nMatrix per_layer_input_gate, per_layer_projection;
+  const float *post_per_layer_input_norm;
+} G3nTextLayer;
+
+typedef struct {
+  G3nMatrix embed_tokens;               /* [vocab, hidden]; also the LM head when tied */
+  G3nMatrix embed_tokens_per_layer;     /* [vocab_per_layer, layers * per_layer_dim] */
+  G3nMatrix per_layer_model_projection; /* [layers * per_layer_dim, hidden] */
+  const float *per_layer_projection_norm;
+  G3nMatrix *altup_projections;         /* altup_num_inputs - 1 of [hidden, hidden] */
+  G3nMatrix *altup_unembed_projections;
+  const float *norm;
+  G3nMatrix lm_head;
+  G3nTextLayer *layers;
+} G3nTextWeights;
+
+/* Multimodal embedder (embed_vision / embed_audio): hard token embeddings and soft-token projection. */
+typedef struct {
+  gboolean present;
+  G3nMatrix embedding;                  /* [vocab, mm_hidden] */
+  const float *hard_embedding_norm, *soft_embedding_norm;
+  G3nMatrix embedding_projection;       /* [text_hidden, mm_hidden] */
+} G3nEmbedderWeights;
+
+struct _G3nModel {
+  gint ref_count;
+  char *path;
+  G3nConfig *config;
+  G3nTensorStore *store;
+  GPtrArray *f32_copies; /* owned fp32 copies of small vectors */
+  G3nTextWeights text;
+  G3nEmbedderWeights embed_vision, embed_audio;
+};
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,586 @@
+/* text-decoder.c — the Gemma 3n text decoder (Gemma3nTextModel + tied LM head), incrementally.
+ *
+ * One call processes a batch of T new tokens at positions n_past … n_past+T-1 against the KV cache.
+ * Per token the hidden state is altup_num_inputs parallel "AltUp streams"; each layer predicts all
+ * streams from a learned mix, runs attention + MLP on the active one only, then corrects the others
+ * with the innovation. Per-layer embeddings (PLE) are added to the non-active streams after each layer.
+ * Names and order follow transformers' modeling_gemma3n.py so each step can be checked against it.
+ */
+#include "kv-cache.h"
+#include "model.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Tokens processed per internal step: bounds scratch memory for long prompts; results do not depend on it. */
+#define MAX_UBATCH 256
+
+struct _G3nContext {
+  G3nModel *model;
+  int n_ctx;
+  int n_past;
+  G3nKvLayer *kv; /* per layer; used only by layers that compute their own keys/values */
+};
+
+/* Scratch for one micro-batch of T tokens. */
+typedef struct {
+  int T;
+  const int32_t *ids;
+  const int *pos;
+  float *streams;   /* [A, T, H] */
+  float *pred;      /* [A, T, H] predictions */
+  float *pli;       /* [T, L, P] per-layer inputs */
+  float *x, *y, *z; /* [T, H] work rows */
+  float *big;       /* [T, max(I, q width, L*P)] */
+  float *big2;      /* same size */
+  float *q;         /* [T, heads * head_dim] */
+  float *k, *v;     /* [T, kv_heads * head_dim] */
+  float *mod;       /* [T, A] router modalities */
+  float *coefs;     /* [T, A*A] */
+  float *scores;    /* [kv positions] */
+} Work;
+
+/* ---------------------------------------------------------------------------- small helpers */
+
+static inline float *
+row (float *base, int i, int width)
+{
+  return base + (gsize) i * width;
+}
+
+/* Φ⁻¹(p) by Newton's method on erf — the reference's Normal(0, 1).icdf(target_sparsity). */
+static double
+normal_icdf (double p)
+{
+  double x = 0, target = 2 * p - 1;
+  for (int it = 0; it < 100; it++) {
+    double err = erf (x / M_SQRT2) - target;
+    double deriv = sqrt (2 / M_PI) * exp (-x * x / 2);
+    double step = err / deriv;
+    x -= step;
+    if (fabs (step) < 1e-15)
+      break;
+  }
+  return x;
+}
+
+/* Keeps only activations above mean + k·std of the row (k from the target sparsity), shifted down by
+ * that cutoff: the "Gaussian top-k" of Gemma 3n's sparse MLP layers. */
+static void
+gaussian_topk (float *x, int n, float sparsity)
+{
+  float mult = (float) normal_icdf ((double) (float) sparsity);
+  double sum = 0, sq = 0;
+  for (int i = 0; i < n; i++)
+    sum += x[i];
+  double mean = sum / n;
+  for (int i = 0; i < n; i++)
+    sq += (x[i] - mean) * (x[i] - mean);
+  float cutoff = (float) mean + (float) sqrt (sq / n) * mult;
+  for (int i = 0; i < n; i++)
+    x[i] = x[i] > cutoff ? x[i] - cutoff : 0.0f;
+}
+
+/* Rotates pairs (i, i + d/2) of each head by position × inverse frequency (rotate_half convention). */
+static void
+rope (float *x, int n_heads, int head_dim, int pos, double theta)
+{
+  int half = head_dim / 2;
+  for (int i = 0; i < half; i++) {
+    /* fp32 like the reference: inv_freq = 1 / theta^(2i/d), angle = inv_freq * pos */
+    float inv = 1.0f / powf ((float) theta, (float) (2 * i) / (float) head_dim);
+    float ang = inv * (float) pos;
+    float c = cosf (ang), s = sinf (ang);
+    for (int h = 0; h < n_heads; h++) {
+      float *p = x + (gsize) h * head_dim;
+      float a = p[i], b = p[i + half];
+      p[i] = a * c - b * s;
+      p[i + half] = b * c + a * s;
+    }
+  }
+}
+
+static void
+rms_norm_rows (const float *x, const float *w, float eps, int rows, int n, float *out)
+{
+  for (int r = 0; r < rows; r++)
+    g3n_rms_norm (x + (gsize) r * n, w, eps, n, out + (gsize) r * n);
+}
+
+/* ------------------------------------------------------------------------------ embeddings */
+
+/* Per-layer inputs: (RMSNorm(per_layer_model_projection(emb) / √H) + embed_tokens_per_layer(id) · √P) / √2. */
+static void
+per_layer_inputs (const G3nModel *m, Work *w, const float *emb)
+{
+  const G3nTextConfig *c = &m->config->text;
+  int H = c->hidden_size, L = c->num_hidden_layers, P = c->hidden_size_per_layer_input, T = w->T;
+  const float proj_scale = 1.0f / sqrtf ((float) H);
+  const float emb_scale = (float) sqrt ((double) P);
+  const float combine = 1.0f / sqrtf (2.0f);
+  g3n_matmul (&m->text.per_layer_model_projection, emb, T, w->pli);
+  for (int t = 0; t < T; t++) {
+    float *dst = row (w->pli, t, L * P);
+    for (int i = 0; i < L * P; i++)
+      dst[i] *= proj_scale;
+    rms_norm_rows (dst, m->text.per_layer_projection_norm, (float) c->rms_norm_eps, L, P, dst);
+    /* Ids outside the per-layer vocabulary (multimodal tokens) use row 0, as Gemma3nModel does. */
+    int id = w->ids[t] >= 0 && w->ids[t] < c->vocab_size_per_layer_input ? w->ids[t] : 0;
+    float *tok = w->big;
+    g3n_matrix_row (&m->text.embed_tokens_per_layer, id, tok);
+    for (int i = 0; i < L * P; i++)
+      dst[i] = (dst[i] + tok[i] * emb_scale) * combine;
+  }
+}
+
+/* Rescales `x` rows to the RMS magnitude of the matching `ref` rows (AltUp stream (un)embedding). */
+static void
+match_magnitude (float *x, const float *ref, int T, int H)
+{
+  for (int t = 0; t < T; t++) {
+    double a = 0, b = 0;
+    const float *r = ref + (gsize) t * H;
+    float *p = x + (gsize) t * H;
+    for (int i = 0; i < H; i++) {
+      a += (double) r[i] * r[i];
+      b += (double) p[i] * p[i];
+    }
+    float target = sqrtf ((float) (a / H));
+    float mag = sqrtf (fmaxf ((float) (b / H), 1e-5f));
+    for (int i = 0; i < H; i++)
+      p[i] = p[i] * target / mag;
+  }
+}
+
+/* Stream 0 is the embedding; stream i is altup_projections[i-1](embedding) at the embedding's magnitude. */
+static void
+altup_expand (const G3nModel *m, Work *w, const float *emb)
+{
+  int H = m->config->text.hidden_size, A = m->config->text.altup_num_inputs, T = w->T;
+  memcpy (w->streams, emb, sizeof (float) * T * H);
+  for (int i = 1; i < A; i++) {
+    float *s = w->streams + (gsize) i * T * H;
+    g3n_matmul (&m->text.altup_projections[i - 1], emb, T, s);
+    match_magnitude (s, emb, T, H);
+  }
+}
+
+/* ------------------------------------------------------------------------------------ AltUp */
+
+/* tanh(router(RMSNorm(x) / H)) per token → w->mod [T, A]. */
+static void
+router_modalities (const G3nModel *m, const G3nTextLayer *l, Work *w, const float *x)
+{
+  const G3nTextConfig *c = &m->config->text;
+  int H = c->hidden_size, A = c->altup_num_inputs;
+  const float scale = 1.0f / (float) H;
+  rms_norm_rows (x, l->altup_router_norm, (float) c->rms_norm_eps, w->T, H, w->z);
+  for (gsize i = 0; i < (gsize) w->T * H; i++)
+    w->z[i] *= scale;
+  g3n_matmul (&l->altup_modality_router, w->z, w->T, w->mod);
+  for (int i = 0; i < w->T * A; i++)
+    w->mod[i] = tanhf (w->mod[i]);
+}
+
+/* pred_j = stream_j + Σ_i C[j, i] · stream_i, with C = prediction_coefs(modalities) as an A×A matrix. */
+static void
+altup_predict (const G3nModel *m, const G3nTextLayer *l, Work *w)
+{
+  const G3nTextConfig *c = &m->config->text;
+  int H = c->hidden_size, A = c->altup_num_inputs, T = w->T;
+  router_modalities (m, l, w, w->streams + (gsize) c->altup_active_idx * T * H);
+  for (int t = 0; t < T; t++)
+    for (int k = 0; k < A * A; k++)
+      w->coefs[t * A * A + k] = g3n_dot (l->altup_prediction_coefs + k * A, w->mod + t * A, A);
+  for (int j = 0; j < A; j++)
+    for (int t = 0; t < T; t++) {
+      float *dst = w->pred + ((gsize) j * T + t) * H;
+      memcpy (dst, w->streams + ((gsize) j * T + t) * H, sizeof (float) * H);
+      for (int i = 0; i < A; i++)
+        g3n_axpy (w->coefs[t * A * A + j * A + i], w->streams + ((gsize) i * T + t) * H, dst, H);
+    }
+}
+
+/* stream_i = pred_i + (activated - pred_active) · (1 + correction_coefs(modalities(activated)))_i */
+static void
+altup_correct (const G3nModel *m, const G3nTextLayer *l, Work *w, const float *activated)
+{
+  const G3nTextConfig *c = &m->config->text;
+  int H = c->hidden_size, A = c->altup_num_inputs, T = w->T;
+  router_modalities (m, l, w, activated);
+  const float *active = w->pred + (gsize) c->altup_active_idx * T * H;
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < A; i++) {
+      float coef = g3n_dot (l->altup_correction_coefs + i * A, w->mod + t * A, A) + 1.0f;
+      float *dst = w->streams + ((gsize) i * T + t) * H;
+      const float *p = w->pred + ((gsize) i * T + t) * H;
+      for (int h = 0; h < H; h++)
+        dst[h] = p[h] + (activated[(gsize) t * H + h] - active[(gsize) t * H + h]) * coef;
+    }
+}
+
+/* -------------------------------------------------------------------------------- attention */
+
+/* Queries attend to the cached keys of `kv` with a causal (and, for sliding layers, windowed) mask.
+ * Attention scaling is 1.0: the q/k RMS norms take the place of 1/√d. */
+static void
+attend (const G3nTextConfig *c, const G3nKvLayer *kv, Work *w, gboolean sliding, float *out)
+{
+  int nh = c->num_attention_heads, hd = c->head_dim, group = nh / c->num_key_value_heads;
+  for (int t = 0; t < w->T; t++) {
+    int p = w->pos[t];
+    int lo = sliding ? MAX (kv->pos0, p - c->sliding_window + 1) : kv->pos0;
+    int hi = MIN (p, kv->pos0 + kv->len - 1);
+    int n = hi - lo + 1;
+    for (int h = 0; h < nh; h++) {
+      const float *q = w->q + ((gsize) t * nh + h) * hd;
+      int kvh = h / group;
+      for (int j = 0; j < n; j++)
+        w->scores[j] = g3n_dot (q, kv->k + ((gsize) (lo - kv->pos0 + j) * kv->width + kvh * hd), hd);
+      g3n_softmax (w->scores, n);
+      float *o = out + ((gsize) t * nh + h) * hd;
+      memset (o, 0, sizeof (float) * hd);
+      for (int j = 0; j < n; j++)
+        g3n_axpy (w->scores[j], kv->v + ((gsize) (lo - kv->pos0 + j) * kv->width + kvh * hd), o, hd);
+    }
+  }
+}
+
+static void
+self_attention (G3nContext *ctx, int layer, Work *w, const float *normed, float *out)
+{
+  const G3nModel *m = ctx->model;
+  const G3nTextConfig *c = &m->config->text;
+  const G3nTextLayer *l = &m->text.layers[layer];
+  int nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim, T = w->T;
+  float eps = (float) c->rms_norm_eps;
+  gboolean sliding = c->is_sliding[layer];
+  double theta = sliding ? c->rope_theta_local : c->rope_theta_global;
+  int source = g3n_text_config_kv_source_layer (c, layer);
+
+  g3n_matmul (&l->q_proj, normed, T, w->q);
+  for (int t = 0; t < T; t++) {
+    rms_norm_rows (row (w->q, t, nh * hd), l->q_norm, eps, nh, hd, row (w->q, t, nh * hd));
+    rope (row (w->q, t, nh * hd), nh, hd, w->pos[t], theta);
+  }
+  if (source == layer) {
+    g3n_matmul (&l->k_proj, normed, T, w->k);
+    g3n_matmul (&l->v_proj, normed, T, w->v);
+    for (int t = 0; t < T; t++) {
+      rms_norm_rows (row (w->k, t, nkv * hd), l->k_norm, eps, nkv, hd, row (w->k, t, nkv * hd));
+      rope (row (w->k, t, nkv * hd), nkv, hd, w->pos[t], theta);
+      rms_norm_rows (row (w->v, t, nkv * hd), NULL, eps, nkv, hd, row (w->v, t, nkv * hd));
+    }
+    g3n_kv_layer_append (&ctx->kv[layer], w->k, w->v, T);
+  }
+  /* KV-shared layers read the keys/values of the last unshared layer of their type, including this batch's. */
+  attend (c, &ctx->kv[source], w, sliding, w->big2);
+  g3n_matmul (&l->o_proj, w->big2, T, out);
+}
+
+/* ------------------------------------------------------------------------------------ layer */
+
+static void
+mlp (const G3nModel *m, int layer, Work *w, const float *x, float *out)
+{
+  const G3nTextConfig *c = &m->config->text;
+  const G3nTextLayer *l = &m->text.layers[layer];
+  int I = c->intermediate_size[layer], T = w->T;
+  g3n_matmul (&l->gate_proj, x, T, w->big);
+  if (c->activation_sparsity[layer] > 0)
+    for (int t = 0; t < T; t++)
+      gaussian_topk (row (w->big, t, I), I, c->activation_sparsity[layer]);
+  g3n_gelu_tanh (w->big, (gsize) T * I);
+  g3n_matmul (&l->up_proj, x, T, w->big2);
+  for (gsize i = 0; i < (gsize) T * I; i++)
+    w->big[i] *= w->big2[i];
+  g3n_matmul (&l->down_proj, w->big, T, out);
+}
+
+static void
+decoder_layer (G3nContext *ctx, int layer, Work *w)
+{
+  const G3nModel *m = ctx->model;
+  const G3nTextConfig *c = &m->config->text;
+  const G3nTextLayer *l = &m->text.layers[layer];
+  int H = c->hidden_size, A = c->altup_num_inputs, P = c->hidden_size_per_layer_input, T = w->T;
+  int L = c->num_hidden_layers;
+  float eps = (float) c->rms_norm_eps;
+  gsize TH = (gsize) T * H;
+  const float inv_sqrt2 = 1.0f / sqrtf (2.0f);
+
+  altup_predict (m, l, w);
+  float *active = w->pred + (gsize) c->altup_active_idx * TH;
+  float *normed = w->x, *laurel = w->y, *attn = w->z;
+
+  rms_norm_rows (active, l->input_layernorm, eps, T, H, normed);
+
+  /* LAuReL: a low-rank residual branch beside attention. */
+  float *low = w->big;
+  g3n_matmul (&l->laurel_left, normed, T, low);
+  g3n_matmul (&l->laurel_right, low, T, laurel);
+  rms_norm_rows (laurel, l->laurel_norm, eps, T, H, laurel);
+  for (gsize i = 0; i < TH; i++)
+    laurel[i] += normed[i];
+
+  /* attn (in w->z) = post_attention_layernorm(self_attn(normed)); normed is dead after this */
+  self_attention (ctx, layer, w, normed, attn);
+  rms_norm_rows (attn, l->post_attention_layernorm, eps, T, H, attn);
+  float *attn_laurel = w->x;
+  for (gsize i = 0; i < TH; i++)
+    attn_laurel[i] = (active[i] + attn[i] + laurel[i]) * inv_sqrt2;
+
+  float *ffw = w->y, *ffw_in = w->z;
+  rms_norm_rows (attn_laurel, l->pre_feedforward_layernorm, eps, T, H, ffw_in);
+  mlp (m, layer, w, ffw_in, ffw);
+  rms_norm_rows (ffw, l->post_feedforward_layernorm, eps, T, H, ffw);
+  for (gsize i = 0; i < TH; i++)
+    ffw[i] += attn_laurel[i];
+  float *activated = w->y;
+  altup_correct (m, l, w, activated);
+
+  /* Per-layer embedding: gate the corrected active stream, mix in this layer's input, add to the others. */
+  float *first = w->x;
+  memcpy (first, w->streams + (gsize) c->altup_active_idx * TH, sizeof (float) * TH);
+  if (c->altup_correct_scale)
+    for (int t = 0; t < T; t++)
+      for (int h = 0; h < H; h++)
+        first[(gsize) t * H + h] *= l->altup_correct_output_scale[h];
+  float *gate = w->big;
+  g3n_matmul (&l->per_layer_input_gate, first, T, gate);
+  g3n_gelu_tanh (gate, (gsize) T * P);
+  for (int t = 0; t < T; t++)
+    for (int p = 0; p < P; p++)
+      gate[t * P + p] *= w->pli[((gsize) t * L + layer) * P + p];
+  float *proj = w->y;
+  g3n_matmul (&l->per_layer_projection, gate, T, proj);
+  rms_norm_rows (proj, l->post_per_layer_input_norm, eps, T, H, proj);
+  for (int i = 1; i < A; i++)
+    for (gsize k = 0; k < TH; k++)
+      w->streams[i * TH + k] += proj[k];
+}
+
+/* --------------------------------------------------------------------------------- output */
+
+/* Un-embeds streams 1.. back to stream 0's magnitude, averages all streams, applies the final norm. */
+static void
+final_hidden (const G3nModel *m, Work *w, float *out)
+{
+  const G3nTextConfig *c = &m->config->text;
+  int H = c->hidden_size, A = c->altup_num_inputs, T = w->T;
+  gsize TH = (gsize) T * H;
+  memcpy (out, w->streams, sizeof (float) * TH);
+  for (int i = 1; i < A; i++) {
+    g3n_matmul (&m->text.altup_unembed_projections[i - 1], w->streams + i * TH, T, w->y);
+    match_magnitude (w->y, w->streams, T, H);
+    for (gsize k = 0; k < TH; k++)
+      out[k] += w->y[k];
+  }
+  for (gsize k = 0; k < TH; k++)
+    out[k] /= (float) A;
+  rms_norm_rows (out, m->text.norm, (float) c->rms_norm_eps, T, H, out);
+}
+
+static void
+lm_head (const G3nModel *m, const float *hidden, int n, float *logits)
+{
+  const G3nTextConfig *c = &m->config->text;
+  g3n_matmul (&m->text.lm_head, hidden, n, logits);
+  float cap = (float) c->final_logit_softcapping;
+  if (cap > 0)
+    for (gsize i = 0; i < (gsize) n * c->vocab_size; i++)
+      logits[i] = tanhf (logits[i] / cap) * cap;
+}
+
+/* ---------------------------------------------------------------------------------- driver */
+
+static Work *
+work_new (const G3nTextConfig *c, int T, int kv_len)
+{
+  int H = c->hidden_size, A = c->altup_num_inputs, L = c->num_hidden_layers, P = c->hidden_size_per_layer_input;
+  int max_i = 0;
+  for (int i = 0; i < L; i++)
+    max_i = MAX (max_i, c->intermediate_size[i]);
+  int wide = MAX (MAX (max_i, c->num_attention_heads * c->head_dim), MAX (L * P, c->laurel_rank));
+  Work *w = g_new0 (Work, 1);
+  w->streams = g_new (float, (gsize) A * T * H);
+  w->pred = g_new (float, (gsize) A * T * H);
+  w->pli = g_new (float, (gsize) T * L * P);
+  w->x = g_new (float, (gsize) T * H);
+  w->y = g_new (float, (gsize) T * H);
+  w->z = g_new (float, (gsize) T * H);
+  w->big = g_new (float, (gsize) T * wide);
+  w->big2 = g_new (float, (gsize) T * wide);
+  w->q = g_new (float, (gsize) T * c->num_attention_heads * c->head_dim);
+  w->k = g_new (float, (gsize) T * c->num_key_value_heads * c->head_dim);
+  w->v = g_new (float, (gsize) T * c->num_key_value_heads * c->head_dim);
+  w->mod = g_new (float, (gsize) T * A);
+  w->coefs = g_new (float, (gsize) T * A * A);
+  w->scores = g_new (float, kv_len + 1);
+  return w;
+}
+
+static void
+work_free (Work *w)
+{
+  float *bufs[] = { w->streams, w->pred, w->pli, w->x, w->y, w->z, w->big, w->big2, w->q, w->k, w->v, w->mod,
+                    w->coefs, w->scores };
+  for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
+    g_free (bufs[i]);
+  g_free (w);
+}
+
+/* Copies a [rows, T, H] block into a [rows, T_total, H] tensor at token offset t0. */
+static void
+scatter_rows (float *dst, const float *src, int rows, int T, int T_total, int t0, int H)
+{
+  for (int r = 0; r < rows; r++)
+    memcpy (dst + ((gsize) r * T_total + t0) * H, src + (gsize) r * T * H, sizeof (float) * T * H);
+}
+
+static void
+run_ubatch (G3nContext *ctx, const G3nBatch *b, int t0, int T)
+{
+  const G3nModel *m = ctx->model;
+  const G3nTextConfig *c = &m->config->text;
+  int H = c->hidden_size, A = c->altup_num_inputs, L = c->num_hidden_layers, P = c->hidden_size_per_layer_input;
+  int N = b->n_tokens;
+  int *pos = g_new (int, T);
+  for (int t = 0; t < T; t++)
+    pos[t] = ctx->n_past + t;
+  Work *w = work_new (c, T, ctx->n_past + T);
+  w->T = T;
+  w->ids = b->ids + t0;
+  w->pos = pos;
+
+  float *emb = g_new (float, (gsize) T * H);
+  if (b->embeds)
+    memcpy (emb, b->embeds + (gsize) t0 * H, sizeof (float) * T * H);
+  else
+    g3n_model_embed_tokens (m, w->ids, T, emb, NULL); /* ids were validated by the caller */
+  per_layer_inputs (m, w, emb);
+  altup_expand (m, w, emb);
+  if (b->per_layer_inputs)
+    memcpy (b->per_layer_inputs + (gsize) t0 * L * P, w->pli, sizeof (float) * T * L * P);
+  if (b->hidden_states)
+    scatter_rows (b->hidden_states, w->streams, A, T, N, t0, H);
+
+  for (int layer = 0; layer < L; layer++) {
+    decoder_layer (ctx, layer, w);
+    if (b->hidden_states)
+      scatter_rows (b->hidden_states + (gsize) (layer + 1) * A * N * H, w->streams, A, T, N, t0, H);
+  }
+  for (int layer = 0; layer < L; layer++)
+    g3n_kv_layer_trim (&ctx->kv[layer]);
+
+  final_hidden (m, w, emb);
+  if (b->last_hidden)
+    memcpy (b->last_hidden + (gsize) t0 * H, emb, sizeof (float) * T * H);
+  if (b->logits && b->all_logits)
+    lm_head (m, emb, T, b->logits + (gsize) t0 * c->vocab_size);
+  else if (b->logits && t0 + T == N)
+    lm_head (m, emb + (gsize) (T - 1) * H, 1, b->logits);
+  ctx->n_past += T;
+  g_free (emb);
+  g_free (pos);
+  work_free (w);
+}
+
+gboolean
+g3n_context_decode (G3nContext *ctx, const G3nBatch *b, GError **error)
+{
+  const G3nTextConfig *c = &ctx->model->config->text;
+  if (b->n_tokens <= 0 || !b->ids) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "a batch needs at least one token id");
+    return FALSE;
+  }
+  if (ctx->n_past + b->n_tokens > ctx->n_ctx) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_CONTEXT_FULL, "context full: %d positions used + %d new > n_ctx %d",
+                 ctx->n_past, b->n_tokens, ctx->n_ctx);
+    return FALSE;
+  }
+  /* Validate all ids first so a bad one leaves the context untouched. */
+  float *probe = g_new (float, c->hidden_size);
+  for (int i = 0; i < b->n_tokens; i++)
+    if (!b->embeds && !g3n_model_embed_tokens (ctx->model, b->ids + i, 1, probe, error)) {
+      g_free (probe);
+      return FALSE;
+    }
+  g_free (probe);
+  for (int t0 = 0; t0 < b->n_tokens; t0 += MAX_UBATCH)
+    run_ubatch (ctx, b, t0, MIN (MAX_UBATCH, b->n_tokens - t0));
+  return TRUE;
+}
+
+/* ---------------------------------------------------------------------------- life cycle */
+
+G3nContextParams
+g3n_context_default_params (void)
+{
+  return (G3nContextParams) { .n_ctx = 0 };
+}
+
+G3nContext *
+g3n_context_new (G3nModel *model, const G3nContextParams *params, GError **error)
+{
+  const G3nTextConfig *c = &model->config->text;
+  G3nContextParams p = params ? *params : g3n_context_default_params ();
+  if (p.n_ctx < 0) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "n_ctx %d is negative", p.n_ctx);
+    return NULL;
+  }
+  G3nContext *ctx = g_new0 (G3nContext, 1);
+  ctx->model = g3n_model_ref (model);
+  ctx->n_ctx = p.n_ctx ? p.n_ctx : c->max_position_embeddings;
+  ctx->kv = g_new0 (G3nKvLayer, c->num_hidden_layers);
+  for (int i = 0; i < c->num_hidden_layers; i++)
+    g3n_kv_layer_init (&ctx->kv[i], c->num_key_value_heads * c->head_dim, c->is_sliding[i] ? c->sliding_window : 0);
+  return ctx;
+}
+
+void
+g3n_context_free (G3nContext *ctx)
+{
+  if (!ctx)
+    return;
+  for (int i = 0; i < ctx->model->config->text.num_hidden_layers; i++)
+    g3n_kv_layer_clear (&ctx->kv[i]);
+  g_free (ctx->kv);
+  g3n_model_unref (ctx->model);
+  g_free (ctx);
+}
+
+int
+g3n_context_n_past (const G3nContext *ctx)
+{
+  return ctx->n_past;
+}
+
+int
+g3n_context_n_ctx (const G3nContext *ctx)
+{
+  return ctx->n_ctx;
+}
+
+G3nModel *
+g3n_context_get_model (const G3nContext *ctx)
+{
+  return ctx->model;
+}
+
+void
+g3n_context_reset (G3nContext *ctx)
+{
+  for (int i = 0; i < ctx->model->config->text.num_hidden_layers; i++)
+    g3n_kv_layer_reset (&ctx->kv[i], 0);
+  ctx->n_past = 0;
+}
+
+gsize
+g3n_context_kv_bytes (const G3nContext *ctx)
+{
+  gsize total = 0;
+  for (int i = 0; i < ctx->model->config->text.num_hidden_layers; i++)
+    total += g3n_kv_layer_bytes (&ctx->kv[i]);
+  return total;
+}
