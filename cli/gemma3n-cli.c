@@ -77,7 +77,6 @@ main (int argc, char **argv)
   for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
     if (strcmp (argv[1], commands[i].name) == 0)
       return commands[i].run (argc - 1, argv + 1);
-  g3n_cli_fail ("unknown command '%s'", argv[1]);
-  usage (stderr);
+  g3n_cli_fail ("unknown command '%s' (see gemma3n-cli --help)", argv[1]);
   return 2;
 }

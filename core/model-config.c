@@ -251,7 +251,7 @@ read_text (Reader *r, JsonObject *o, G3nTextConfig *t)
   read_eos (r, o, t);
   if (r->error && *r->error)
     return FALSE;
-  if (member (o, "final_logit_softcapping") == NULL && json_object_has_member (o, "final_logit_softcapping"))
+  if (o && json_object_has_member (o, "final_logit_softcapping") && !member (o, "final_logit_softcapping"))
     t->final_logit_softcapping = 0; /* explicit null: no capping */
   if (member (o, "attn_logit_softcapping"))
     return bad (r, "attn_logit_softcapping is not supported by Gemma 3n");

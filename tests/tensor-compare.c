@@ -1,6 +1,7 @@
 /* tensor-compare — compares tensors of an output safetensors file with a golden one.
  *
  *   tensor-compare GOLDEN OUT NAME[=TOL] ...
+ *   tensor-compare --ids FILE NAME        prints an integer tensor as comma-separated values
  *
  * Float tensors pass when max|out - golden| / max|golden| <= TOL (the fixtures' MANIFEST tolerance);
  * integer tensors (and TOL "exact") must be identical. Shapes must match. Prints one line per tensor and
@@ -91,9 +92,29 @@ compare (const G3nTensor *g, const G3nTensor *o, double tol, gboolean exact)
   return ok;
 }
 
+static int
+print_ids (const char *path, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  G3nSafetensors *st = g3n_safetensors_open (path, &error);
+  const G3nTensor *t = st ? g3n_safetensors_find (st, name) : NULL;
+  if (!t || is_float (t->dtype)) {
+    fprintf (stderr, "tensor-compare: %s\n", error ? error->message : "no such integer tensor");
+    g3n_safetensors_free (st);
+    return 2;
+  }
+  for (gsize i = 0; i < (gsize) g3n_tensor_numel (t); i++)
+    printf ("%s%.0f", i ? "," : "", value (t, i));
+  printf ("\n");
+  g3n_safetensors_free (st);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
+  if (argc == 4 && strcmp (argv[1], "--ids") == 0)
+    return print_ids (argv[2], argv[3]);
   if (argc < 4) {
     fprintf (stderr, "usage: %s GOLDEN OUT NAME[=TOL|=exact] ...\n", argv[0]);
     return 2;
