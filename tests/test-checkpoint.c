@@ -226,6 +226,21 @@ same_logits (const char *a, const char *b)
   return la && lb && na == nb && memcmp (la, lb, sizeof (float) * na) == 0;
 }
 
+static double
+logits_rel_err (const char *a, const char *b)
+{
+  int na = 0, nb = 0;
+  g_autofree float *la = logits_of (a, &na), *lb = logits_of (b, &nb);
+  if (!la || !lb || na != nb)
+    return INFINITY;
+  double d = 0, m = 0;
+  for (int i = 0; i < na; i++) {
+    d = fmax (d, fabs (la[i] - lb[i]));
+    m = fmax (m, fabs (la[i]));
+  }
+  return m > 0 ? d / m : d;
+}
+
 static gboolean
 drop_tensor (G3nTensor *t, gpointer name)
 {
@@ -329,6 +344,68 @@ test_shards_and_extras (const char *fixture)
   check (same_logits (whole, xdir), "unused tensors (k_proj of a KV-shared layer) are ignored");
 }
 
+/* BF16 → F32 is exact; BF16 → F16 is exact for the fixture's magnitudes except values below F16's normal
+ * range, so the logits agree to rounding. */
+static guint16
+f32_to_f16 (float f)
+{
+  guint32 u;
+  memcpy (&u, &f, 4);
+  guint32 sign = (u >> 16) & 0x8000;
+  int exp = (int) ((u >> 23) & 0xff) - 127 + 15;
+  guint32 man = u & 0x7fffff;
+  if (exp <= 0)
+    return (guint16) sign; /* flush tiny values: fine for this comparison */
+  if (exp >= 31)
+    return (guint16) (sign | 0x7c00);
+  guint32 h = sign | ((guint32) exp << 10) | (man >> 13);
+  if ((man >> 12) & 1) /* round half up on the dropped bits */
+    h++;
+  return (guint16) h;
+}
+
+static GPtrArray *converted;
+
+static gboolean
+widen (G3nTensor *t, gpointer to_f16)
+{
+  gsize n = (gsize) g3n_tensor_numel (t);
+  float *f = g_new (float, n);
+  g3n_to_f32 (t->dtype, t->data, f, n);
+  if (GPOINTER_TO_INT (to_f16)) {
+    guint16 *h = g_new (guint16, n);
+    for (gsize i = 0; i < n; i++)
+      h[i] = f32_to_f16 (f[i]);
+    g_free (f);
+    t->data = h;
+    t->dtype = G3N_DTYPE_F16;
+  } else {
+    t->data = f;
+    t->dtype = G3N_DTYPE_F32;
+  }
+  g_ptr_array_add (converted, (gpointer) t->data);
+  return TRUE;
+}
+
+static void
+test_dtypes (const char *fixture)
+{
+  converted = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *bf16 = make_checkpoint ("dt-bf16", fixture, NULL, NULL, NULL, 1);
+  g_autofree char *f32 = make_checkpoint ("dt-f32", fixture, NULL, widen, GINT_TO_POINTER (0), 1);
+  g_autofree char *f16 = make_checkpoint ("dt-f16", fixture, NULL, widen, GINT_TO_POINTER (1), 1);
+  g_ptr_array_free (converted, TRUE);
+int na = 0, nb = 0;
+  g_autofree float *la = logits_of (bf16, &na), *lb = logits_of (f16, &nb);
+  double d = 0, m = 0;
+  for (int i = 0; la && lb && i < na; i++) {
+    d = fmax (d, fabs (la[i] - lb[i]));
+    m = fmax (m, fabs (la[i]));
+  }
+  check (la && lb && na == nb && d / m < 1e-3, "an F16 copy gives the same logits to rounding (rel err %.2g)",
+         m > 0 ? d / m : -1.0);
+}
+
 /* Google's checkpoints use the older keys; both generations must give the same model. */
 static void
 test_old_config (const char *mm_fixture)
@@ -388,6 +465,7 @@ main (int argc, char **argv)
   test_hostile_files ();
   test_bad_models (text);
   test_shards_and_extras (text);
+  test_dtypes (text);
   test_old_config (mm);
   remove_tree (tmp);
   g_free (tmp);
