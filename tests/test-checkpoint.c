@@ -395,15 +395,10 @@ test_dtypes (const char *fixture)
   g_autofree char *f32 = make_checkpoint ("dt-f32", fixture, NULL, widen, GINT_TO_POINTER (0), 1);
   g_autofree char *f16 = make_checkpoint ("dt-f16", fixture, NULL, widen, GINT_TO_POINTER (1), 1);
   g_ptr_array_free (converted, TRUE);
-int na = 0, nb = 0;
-  g_autofree float *la = logits_of (bf16, &na), *lb = logits_of (f16, &nb);
-  double d = 0, m = 0;
-  for (int i = 0; la && lb && i < na; i++) {
-    d = fmax (d, fabs (la[i] - lb[i]));
-    m = fmax (m, fabs (la[i]));
-  }
-  check (la && lb && na == nb && d / m < 1e-3, "an F16 copy gives the same logits to rounding (rel err %.2g)",
-         m > 0 ? d / m : -1.0);
+  /* F32 weights hold the same values; only the kernels' blocking (hence summation order) differs. */
+  double e32 = logits_rel_err (bf16, f32), e16 = logits_rel_err (bf16, f16);
+  check (e32 < 1e-5, "an F32 copy of the BF16 checkpoint gives the same logits (rel err %.2g)", e32);
+  check (e16 < 1e-3, "an F16 copy gives the same logits to rounding (rel err %.2g)", e16);
 }
 
 /* Google's checkpoints use the older keys; both generations must give the same model. */
