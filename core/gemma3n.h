@@ -97,6 +97,35 @@ typedef struct {
 
 gboolean g3n_context_decode (G3nContext *ctx, const G3nBatch *batch, GError **error);
 
+/* ---------------------------------------------------------------- sampling */
+
+/* Next-token choice as transformers' generate(): repetition penalty, then temperature, top-k, top-p,
+ * min-p, then a draw. temperature <= 0 means greedy (argmax). */
+typedef struct {
+  float temperature;        /* <= 0: greedy */
+  int top_k;                /* 0: off */
+  float top_p;              /* >= 1: off */
+  float min_p;              /* 0: off */
+  float repetition_penalty; /* 1: off; applies to every token accepted so far (prompt included) */
+  guint64 seed;             /* 0: from the clock */
+} G3nSamplerParams;
+
+typedef struct _G3nSampler G3nSampler;
+
+/* Gemma 3n's generation defaults: temperature 1.0, top-k 64, top-p 0.95. */
+G3nSamplerParams g3n_sampler_default_params (void);
+G3nSamplerParams g3n_sampler_greedy_params (void);
+G3nSampler *g3n_sampler_new (const G3nSamplerParams *params);
+void g3n_sampler_free (G3nSampler *sampler);
+/* Picks a token (and records it for the repetition penalty). */
+int32_t g3n_sampler_sample (G3nSampler *sampler, const float *logits, int n_vocab);
+/* Records a token of the context (e.g. the prompt) for the repetition penalty. */
+void g3n_sampler_accept (G3nSampler *sampler, int32_t token);
+void g3n_sampler_reset (G3nSampler *sampler);
+/* The tokens that survive the filters, most likely first, with their renormalised probabilities; returns
+ * how many (ids and probs must hold n_vocab). */
+int g3n_sampler_candidates (G3nSampler *sampler, const float *logits, int n_vocab, int32_t *ids, float *probs);
+
 G_END_DECLS
 
 #endif /* GEMMA3N_H */
