@@ -29,6 +29,11 @@ void g3n_matrix_row (const G3nMatrix *m, int r, float *dst);
 /* y[n, m->rows] = x[n, m->cols] · mᵀ  (a PyTorch nn.Linear without bias). */
 void g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y);
 
+/* Dot product of a stored weight row with fp32 x (vectorised for the CPU; see dot.c). */
+float g3n_dot_weight (G3nDType dtype, const void *w, const float *x, int n);
+/* The instruction set the kernels chose: "avx512", "avx2" or "portable" (G3N_KERNEL forces one). */
+const char *g3n_kernels_isa (void);
+
 /* Sets how many threads the kernels (and OpenBLAS) use; 0 = all cores. */
 void g3n_kernels_set_threads (int n_threads);
 

@@ -5,12 +5,13 @@
  * shared by the whole batch.
  */
 #include "kernels.h"
+#include "threadpool.h"
 
 #include <cblas.h>
 #include <string.h>
 
 /* Weight rows widened per sgemm call: large enough for sgemm efficiency, small enough to stay in cache. */
-#define ROW_BLOCK 256
+#define ROW_BLOCK 128
 
 G3nMatrix
 g3n_matrix_from_tensor (const G3nTensor *t)
@@ -86,44 +87,71 @@ g3n_matrix_row (const G3nMatrix *m, int r, float *dst)
   g3n_to_f32 (m->dtype, row_ptr (m, r), dst, m->cols);
 }
 
+/* --------------------------------------------------------------- one token: threaded dot products */
+
+typedef struct {
+  const G3nMatrix *m;
+  const float *x;
+  float *y;
+} MatvecJob;
+
 static void
-matvec (const G3nMatrix *m, const float *x, float *y)
+matvec_rows (int begin, int end, gpointer data)
 {
-  float *row = m->dtype == G3N_DTYPE_F32 ? NULL : g_new (float, m->cols);
-  for (int r = 0; r < m->rows; r++) {
-    const float *w = row ? (g3n_matrix_row (m, r, row), row) : row_ptr (m, r);
-    y[r] = g3n_dot (w, x, m->cols);
+  MatvecJob *j = data;
+  for (int r = begin; r < end; r++)
+    j->y[r] = g3n_dot_weight (j->m->dtype, row_ptr (j->m, r), j->x, j->m->cols);
+}
+
+/* ---------------------------------------------------- several tokens: widened blocks + sgemm */
+
+typedef struct {
+  const G3nMatrix *m;
+  const float *x;
+  int n;
+  float *y;
+} GemmJob;
+
+static void
+gemm_blocks (int begin, int end, gpointer data)
+{
+  GemmJob *j = data;
+  const G3nMatrix *m = j->m;
+  float *wf = m->dtype == G3N_DTYPE_F32 ? NULL : g_new (float, (gsize) ROW_BLOCK * m->cols);
+  for (int b = begin; b < end; b++) {
+    int r0 = b * ROW_BLOCK, nr = MIN (ROW_BLOCK, m->rows - r0);
+    const float *w = row_ptr (m, r0);
+    if (wf) {
+      g3n_to_f32 (m->dtype, w, wf, (gsize) nr * m->cols);
+      w = wf;
+    }
+    /* y[:, r0:r0+nr] = x · wᵀ, written in place with ldc = m->rows */
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->n, nr, m->cols, 1.0f, j->x, m->cols, w, m->cols, 0.0f,
+                 j->y + r0, m->rows);
   }
-  g_free (row);
+  g_free (wf);
+}
+
+static gpointer
+single_threaded_blas (gpointer unused)
+{
+  /* Our pool owns the threads; OpenBLAS runs inside each worker on its share. */
+  openblas_set_num_threads (1);
+  return NULL;
 }
 
 void
 g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y)
 {
+  static GOnce blas_once = G_ONCE_INIT;
+  g_once (&blas_once, single_threaded_blas, NULL);
   if (n == 1) {
-    matvec (m, x, y);
+    MatvecJob j = { m, x, y };
+    /* ~64K weights per thread at least, or the wake-up costs more than it saves */
+    g3n_parallel_for (m->rows, MAX (1, 65536 / MAX (m->cols, 1)), matvec_rows, &j);
     return;
   }
-  if (m->dtype == G3N_DTYPE_F32) {
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, m->rows, m->cols, 1.0f, x, m->cols, m->data, m->cols,
-                 0.0f, y, m->rows);
-    return;
-  }
-  int block = MIN (ROW_BLOCK, m->rows);
-  float *wf = g_new (float, (gsize) block * m->cols);
-  for (int r0 = 0; r0 < m->rows; r0 += block) {
-    int nr = MIN (block, m->rows - r0);
-    g3n_to_f32 (m->dtype, row_ptr (m, r0), wf, (gsize) nr * m->cols);
-    /* y[:, r0:r0+nr] = x · wfᵀ, written in place with ldc = m->rows */
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, m->cols, 1.0f, x, m->cols, wf, m->cols, 0.0f,
-                 y + r0, m->rows);
-  }
-  g_free (wf);
-}
-
-void
-g3n_kernels_set_threads (int n_threads)
-{
-  if (n_threads > 0)
-    openblas_set_num_threads (n_threads);
+  GemmJob j = { m, x, n, y };
+  int blocks = (m->rows + ROW_BLOCK - 1) / ROW_BLOCK;
+  g3n_parallel_for (blocks, 1, gemm_blocks, &j);
 }

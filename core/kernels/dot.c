@@ -1,0 +1,256 @@
+/* dot.c — dot products of a weight row (BF16, F16 or F32, as stored) with an fp32 activation vector.
+ *
+ * These carry decode: each weight is read once per token, so they run at memory speed when vectorised.
+ * Weights are widened to fp32 in registers (BF16: a 16-bit shift; F16: F16C), never rounded the other
+ * way, so every ISA computes the reference's fp32 math up to summation order. The ISA is chosen once at
+ * run time; G3N_KERNEL=portable|avx2|avx512 forces one (tests use it to cover every path).
+ */
+#include "kernels.h"
+
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define G3N_X86 1
+#endif
+
+typedef float (*DotFn) (const void *w, const float *x, int n);
+
+/* ------------------------------------------------------------------------------- portable */
+
+static float
+bf16_portable (const void *w, const float *x, int n)
+{
+  const guint16 *h = w;
+  float acc[4] = { 0 };
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; k++) {
+      guint32 u = (guint32) h[i + k] << 16;
+      float f;
+      memcpy (&f, &u, 4);
+      acc[k] += f * x[i + k];
+    }
+  float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (; i < n; i++) {
+    guint32 u = (guint32) h[i] << 16;
+    float f;
+    memcpy (&f, &u, 4);
+    s += f * x[i];
+  }
+  return s;
+}
+
+static float
+f16_portable (const void *w, const float *x, int n)
+{
+  float buf[256], s = 0;
+  for (int i = 0; i < n; i += 256) {
+    int m = MIN (256, n - i);
+    g3n_to_f32 (G3N_DTYPE_F16, (const guint16 *) w + i, buf, m);
+    for (int k = 0; k < m; k++)
+      s += buf[k] * x[i + k];
+  }
+  return s;
+}
+
+static float
+f32_portable (const void *w, const float *x, int n)
+{
+  const float *f = w;
+  float acc[4] = { 0 };
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; k++)
+      acc[k] += f[i + k] * x[i + k];
+  float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (; i < n; i++)
+    s += f[i] * x[i];
+  return s;
+}
+
+#ifdef G3N_X86
+/* ----------------------------------------------------------------------------------- AVX2 */
+
+__attribute__ ((target ("avx2,fma"))) static inline float
+hsum256 (__m256 v)
+{
+  __m128 s = _mm_add_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
+  s = _mm_add_ps (s, _mm_movehl_ps (s, s));
+  s = _mm_add_ss (s, _mm_movehdup_ps (s));
+  return _mm_cvtss_f32 (s);
+}
+
+__attribute__ ((target ("avx2,fma"))) static inline __m256
+bf16x8_avx2 (const guint16 *p)
+{
+  __m256i w = _mm256_cvtepu16_epi32 (_mm_loadu_si128 ((const __m128i *) p));
+  return _mm256_castsi256_ps (_mm256_slli_epi32 (w, 16));
+}
+
+__attribute__ ((target ("avx2,fma"))) static float
+bf16_avx2 (const void *w, const float *x, int n)
+{
+  const guint16 *h = w;
+  __m256 a0 = _mm256_setzero_ps (), a1 = _mm256_setzero_ps (), a2 = _mm256_setzero_ps (), a3 = _mm256_setzero_ps ();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_fmadd_ps (bf16x8_avx2 (h + i), _mm256_loadu_ps (x + i), a0);
+    a1 = _mm256_fmadd_ps (bf16x8_avx2 (h + i + 8), _mm256_loadu_ps (x + i + 8), a1);
+    a2 = _mm256_fmadd_ps (bf16x8_avx2 (h + i + 16), _mm256_loadu_ps (x + i + 16), a2);
+    a3 = _mm256_fmadd_ps (bf16x8_avx2 (h + i + 24), _mm256_loadu_ps (x + i + 24), a3);
+  }
+  for (; i + 8 <= n; i += 8)
+    a0 = _mm256_fmadd_ps (bf16x8_avx2 (h + i), _mm256_loadu_ps (x + i), a0);
+  float s = hsum256 (_mm256_add_ps (_mm256_add_ps (a0, a1), _mm256_add_ps (a2, a3)));
+  return s + bf16_portable (h + i, x + i, n - i);
+}
+
+__attribute__ ((target ("avx2,fma,f16c"))) static float
+f16_avx2 (const void *w, const float *x, int n)
+{
+  const guint16 *h = w;
+  __m256 a0 = _mm256_setzero_ps (), a1 = _mm256_setzero_ps ();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_fmadd_ps (_mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (h + i))), _mm256_loadu_ps (x + i), a0);
+    a1 = _mm256_fmadd_ps (_mm256_cvtph_ps (_mm_loadu_si128 ((const __m128i *) (h + i + 8))),
+                          _mm256_loadu_ps (x + i + 8), a1);
+  }
+  float s = hsum256 (_mm256_add_ps (a0, a1));
+  return s + f16_portable (h + i, x + i, n - i);
+}
+
+__attribute__ ((target ("avx2,fma"))) static float
+f32_avx2 (const void *w, const float *x, int n)
+{
+  const float *f = w;
+  __m256 a0 = _mm256_setzero_ps (), a1 = _mm256_setzero_ps ();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_fmadd_ps (_mm256_loadu_ps (f + i), _mm256_loadu_ps (x + i), a0);
+    a1 = _mm256_fmadd_ps (_mm256_loadu_ps (f + i + 8), _mm256_loadu_ps (x + i + 8), a1);
+  }
+  float s = hsum256 (_mm256_add_ps (a0, a1));
+  return s + f32_portable (f + i, x + i, n - i);
+}
+
+/* -------------------------------------------------------------------------------- AVX-512 */
+
+__attribute__ ((target ("avx512f"))) static inline __m512
+bf16x16_avx512 (const guint16 *p)
+{
+  __m512i w = _mm512_cvtepu16_epi32 (_mm256_loadu_si256 ((const __m256i *) p));
+  return _mm512_castsi512_ps (_mm512_slli_epi32 (w, 16));
+}
+
+__attribute__ ((target ("avx512f"))) static float
+bf16_avx512 (const void *w, const float *x, int n)
+{
+  const guint16 *h = w;
+  __m512 a0 = _mm512_setzero_ps (), a1 = _mm512_setzero_ps (), a2 = _mm512_setzero_ps (), a3 = _mm512_setzero_ps ();
+  int i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_fmadd_ps (bf16x16_avx512 (h + i), _mm512_loadu_ps (x + i), a0);
+    a1 = _mm512_fmadd_ps (bf16x16_avx512 (h + i + 16), _mm512_loadu_ps (x + i + 16), a1);
+    a2 = _mm512_fmadd_ps (bf16x16_avx512 (h + i + 32), _mm512_loadu_ps (x + i + 32), a2);
+    a3 = _mm512_fmadd_ps (bf16x16_avx512 (h + i + 48), _mm512_loadu_ps (x + i + 48), a3);
+  }
+  for (; i + 16 <= n; i += 16)
+    a0 = _mm512_fmadd_ps (bf16x16_avx512 (h + i), _mm512_loadu_ps (x + i), a0);
+  float s = _mm512_reduce_add_ps (_mm512_add_ps (_mm512_add_ps (a0, a1), _mm512_add_ps (a2, a3)));
+  return s + bf16_portable (h + i, x + i, n - i);
+}
+
+__attribute__ ((target ("avx512f"))) static float
+f16_avx512 (const void *w, const float *x, int n)
+{
+  const guint16 *h = w;
+  __m512 a0 = _mm512_setzero_ps (), a1 = _mm512_setzero_ps ();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm512_fmadd_ps (_mm512_cvtph_ps (_mm256_loadu_si256 ((const __m256i *) (h + i))), _mm512_loadu_ps (x + i),
+                          a0);
+    a1 = _mm512_fmadd_ps (_mm512_cvtph_ps (_mm256_loadu_si256 ((const __m256i *) (h + i + 16))),
+                          _mm512_loadu_ps (x + i + 16), a1);
+  }
+  float s = _mm512_reduce_add_ps (_mm512_add_ps (a0, a1));
+  return s + f16_portable (h + i, x + i, n - i);
+}
+
+__attribute__ ((target ("avx512f"))) static float
+f32_avx512 (const void *w, const float *x, int n)
+{
+  const float *f = w;
+  __m512 a0 = _mm512_setzero_ps (), a1 = _mm512_setzero_ps ();
+  int i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm512_fmadd_ps (_mm512_loadu_ps (f + i), _mm512_loadu_ps (x + i), a0);
+    a1 = _mm512_fmadd_ps (_mm512_loadu_ps (f + i + 16), _mm512_loadu_ps (x + i + 16), a1);
+  }
+  float s = _mm512_reduce_add_ps (_mm512_add_ps (a0, a1));
+  return s + f32_portable (f + i, x + i, n - i);
+}
+#endif
+
+/* ------------------------------------------------------------------------------ dispatch */
+
+typedef struct {
+  const char *name;
+  DotFn bf16, f16, f32;
+} DotTable;
+
+static const DotTable portable_table = { "portable", bf16_portable, f16_portable, f32_portable };
+#ifdef G3N_X86
+static const DotTable avx2_table = { "avx2", bf16_avx2, f16_avx2, f32_avx2 };
+static const DotTable avx512_table = { "avx512", bf16_avx512, f16_avx512, f32_avx512 };
+#endif
+
+static gpointer
+choose_table (gpointer unused)
+{
+  const char *force = g_getenv ("G3N_KERNEL");
+  const DotTable *best = &portable_table;
+#ifdef G3N_X86
+  __builtin_cpu_init ();
+  gboolean has_avx2 = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
+  gboolean has_avx512 = __builtin_cpu_supports ("avx512f");
+  if (has_avx512)
+    best = &avx512_table;
+  else if (has_avx2)
+    best = &avx2_table;
+  if (force && g_str_equal (force, "avx2") && has_avx2)
+    best = &avx2_table;
+  else if (force && g_str_equal (force, "avx512") && has_avx512)
+    best = &avx512_table;
+#endif
+  if (force && g_str_equal (force, "portable"))
+    best = &portable_table;
+  return (gpointer) best;
+}
+
+static const DotTable *
+table (void)
+{
+  static GOnce once = G_ONCE_INIT;
+  return g_once (&once, choose_table, NULL);
+}
+
+const char *
+g3n_kernels_isa (void)
+{
+  return table ()->name;
+}
+
+float
+g3n_dot_weight (G3nDType dtype, const void *w, const float *x, int n)
+{
+  const DotTable *t = table ();
+  switch (dtype) {
+  case G3N_DTYPE_BF16:
+    return t->bf16 (w, x, n);
+  case G3N_DTYPE_F16:
+    return t->f16 (w, x, n);
+  default:
+    return t->f32 (w, x, n);
+  }
+}

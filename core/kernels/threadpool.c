@@ -1,0 +1,120 @@
+/* threadpool.c — persistent workers woken per parallel region.
+ *
+ * Creating threads per matrix product would cost more than a decode-step GEMV itself, so workers are made
+ * once and wait on a condition variable. One region runs at a time; a second caller arriving while a
+ * region is running does its work inline instead of queueing behind it.
+ */
+#include "threadpool.h"
+#include "kernels.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+typedef struct {
+  pthread_mutex_t lock;
+  pthread_cond_t wake, done;
+  GMutex region; /* held by the thread running a parallel region */
+  int n_workers;   /* threads besides the caller */
+  pthread_t *workers;
+  guint64 generation;
+  int pending;
+  /* the current region */
+  int n, parts;
+  G3nRangeFn fn;
+  gpointer data;
+} Pool;
+
+static Pool pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
+static int requested_threads; /* 0 = online cores */
+static GOnce pool_once = G_ONCE_INIT;
+
+int
+g3n_kernels_threads (void)
+{
+  if (requested_threads > 0)
+    return requested_threads;
+  const char *env = g_getenv ("G3N_THREADS"); /* lets tests and benchmarks pin the count */
+  if (env && atoi (env) > 0)
+    return MIN (atoi (env), 256);
+  long n = sysconf (_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int) MIN (n, 256) : 1;
+}
+
+static void
+run_part (int part, int parts, int n, G3nRangeFn fn, gpointer data)
+{
+  int begin = (int) ((gint64) n * part / parts), end = (int) ((gint64) n * (part + 1) / parts);
+  if (begin < end)
+    fn (begin, end, data);
+}
+
+static void *
+worker_main (void *arg)
+{
+  int index = GPOINTER_TO_INT (arg); /* 1..n_workers; the caller is part 0 */
+  guint64 seen = 0;
+  pthread_mutex_lock (&pool.lock);
+  for (;;) {
+    while (pool.generation == seen)
+      pthread_cond_wait (&pool.wake, &pool.lock);
+    seen = pool.generation;
+    int n = pool.n, parts = pool.parts;
+    G3nRangeFn fn = pool.fn;
+    gpointer data = pool.data;
+    pthread_mutex_unlock (&pool.lock);
+    if (index < parts)
+      run_part (index, parts, n, fn, data);
+    pthread_mutex_lock (&pool.lock);
+    if (--pool.pending == 0)
+      pthread_cond_signal (&pool.done);
+  }
+  return NULL;
+}
+
+static gpointer
+start_pool (gpointer unused)
+{
+  g_mutex_init (&pool.region);
+  pool.n_workers = g3n_kernels_threads () - 1;
+  pool.workers = g_new0 (pthread_t, MAX (pool.n_workers, 1));
+  for (int i = 0; i < pool.n_workers; i++)
+    pthread_create (&pool.workers[i], NULL, worker_main, GINT_TO_POINTER (i + 1));
+  return NULL;
+}
+
+void
+g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data)
+{
+  g_once (&pool_once, start_pool, NULL);
+  int parts = MIN (pool.n_workers + 1, g3n_kernels_threads ());
+  parts = MIN (parts, MAX (1, n / MAX (grain, 1)));
+  if (parts <= 1 || !g_mutex_trylock (&pool.region)) {
+    fn (0, n, data);
+    return;
+  }
+  pthread_mutex_lock (&pool.lock);
+  pool.n = n;
+  pool.parts = parts;
+  pool.fn = fn;
+  pool.data = data;
+  pool.pending = pool.n_workers;
+  pool.generation++;
+  pthread_cond_broadcast (&pool.wake);
+  pthread_mutex_unlock (&pool.lock);
+
+  run_part (0, parts, n, fn, data);
+
+  pthread_mutex_lock (&pool.lock);
+  while (pool.pending > 0)
+    pthread_cond_wait (&pool.done, &pool.lock);
+  pthread_mutex_unlock (&pool.lock);
+  g_mutex_unlock (&pool.region);
+}
+
+void
+g3n_kernels_set_threads (int n_threads)
+{
+  /* The pool is sized at first use; later calls can only use fewer of its workers. */
+  requested_threads = n_threads > 0 ? n_threads : 0;
+}
