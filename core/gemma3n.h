@@ -126,6 +126,40 @@ void g3n_sampler_reset (G3nSampler *sampler);
  * how many (ids and probs must hold n_vocab). */
 int g3n_sampler_candidates (G3nSampler *sampler, const float *logits, int n_vocab, int32_t *ids, float *probs);
 
+/* ---------------------------------------------------------------- chat format */
+
+/* The Gemma 3n chat template and Gemma3nProcessor's placeholder expansion. Token strings come from
+ * tokenizer_config.json and soft-token counts from processor_config.json when present (defaults: the real
+ * checkpoint's: 256 per image, 188 per audio clip). */
+typedef struct _G3nChatFormat G3nChatFormat;
+
+typedef enum { G3N_CHAT_SYSTEM, G3N_CHAT_USER, G3N_CHAT_MODEL } G3nChatRole;
+typedef enum { G3N_CHAT_TEXT, G3N_CHAT_IMAGE, G3N_CHAT_AUDIO } G3nChatItemType;
+
+typedef struct {
+  G3nChatItemType type;
+  const char *text; /* G3N_CHAT_TEXT */
+} G3nChatItem;
+
+typedef struct {
+  G3nChatRole role;
+  const G3nChatItem *items;
+  int n_items;
+} G3nChatMessage;
+
+G3nChatFormat *g3n_chat_format_new (void);
+G3nChatFormat *g3n_chat_format_load (const char *model_dir, GError **error);
+void g3n_chat_format_free (G3nChatFormat *format);
+int g3n_chat_format_image_tokens (const G3nChatFormat *format);
+int g3n_chat_format_audio_tokens (const G3nChatFormat *format);
+void g3n_chat_format_set_seq_lengths (G3nChatFormat *format, int image_tokens, int audio_tokens);
+/* apply_chat_template(tokenize=False): one placeholder token per image/audio item. */
+char *g3n_chat_render (const G3nChatFormat *format, const G3nChatMessage *messages, int n_messages,
+                       gboolean add_generation_prompt, GError **error);
+/* The processor's expansion of each placeholder into begin + N soft tokens + end, between blank lines;
+ * as the reference, only for the modalities given (images / audio clips passed with the prompt). */
+char *g3n_chat_expand (const G3nChatFormat *format, const char *rendered, gboolean images, gboolean audio);
+
 G_END_DECLS
 
 #endif /* GEMMA3N_H */

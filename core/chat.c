@@ -1,0 +1,253 @@
+/* chat.c — the Gemma 3n chat format: rendering conversations as the checkpoint's chat template does and
+ * expanding image/audio placeholders as Gemma3nProcessor does.
+ *
+ * The template (chat_template.jinja): "<bos>", then per turn "<start_of_turn>ROLE\n" + content +
+ * "<end_of_turn>\n" with assistant → "model"; a leading system message becomes a prefix of the first user
+ * turn (its text + "\n\n", untrimmed); text is trimmed as Python's str.strip(); an image item renders as
+ * the image token, an audio item as the audio token; add_generation_prompt appends "<start_of_turn>model\n".
+ * The processor then replaces each audio token (first) and image token by
+ * "\n\n" + begin + N × token + end + "\n\n" — only for a modality actually passed with the prompt, so a
+ * literal "<image_soft_token>" in a text-only prompt stays one token.
+ */
+#include "gemma3n.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+struct _G3nChatFormat {
+  char *bos, *start_of_turn, *end_of_turn;
+  char *boi, *eoi, *image_token, *boa, *eoa, *audio_token;
+  int image_seq_length, audio_seq_length;
+};
+
+G3nChatFormat *
+g3n_chat_format_new (void)
+{
+  G3nChatFormat *f = g_new0 (G3nChatFormat, 1);
+  f->bos = g_strdup ("<bos>");
+  f->start_of_turn = g_strdup ("<start_of_turn>");
+  f->end_of_turn = g_strdup ("<end_of_turn>");
+  f->boi = g_strdup ("<start_of_image>");
+  f->eoi = g_strdup ("<end_of_image>");
+  f->image_token = g_strdup ("<image_soft_token>");
+  f->boa = g_strdup ("<start_of_audio>");
+  f->eoa = g_strdup ("<end_of_audio>");
+  f->audio_token = g_strdup ("<audio_soft_token>");
+  f->image_seq_length = 256;
+  f->audio_seq_length = 188;
+  return f;
+}
+
+void
+g3n_chat_format_free (G3nChatFormat *f)
+{
+  if (!f)
+    return;
+  char *strs[] = { f->bos, f->start_of_turn, f->end_of_turn, f->boi, f->eoi, f->image_token, f->boa, f->eoa,
+                   f->audio_token };
+  for (guint i = 0; i < G_N_ELEMENTS (strs); i++)
+    g_free (strs[i]);
+  g_free (f);
+}
+
+static gboolean
+load_json_object (const char *path, JsonParser *parser, JsonObject **out, GError **error)
+{
+  *out = NULL;
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    return TRUE;
+  g_autoptr (GError) jerr = NULL;
+  if (!json_parser_load_from_mapped_file (parser, path, &jerr)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: %s", path, jerr->message);
+    return FALSE;
+  }
+  JsonNode *root = json_parser_get_root (parser);
+  if (!root || !JSON_NODE_HOLDS_OBJECT (root)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: not a JSON object", path);
+    return FALSE;
+  }
+  *out = json_node_get_object (root);
+  return TRUE;
+}
+
+/* tokenizer_config.json holds a special token either as a string or as {"content": ...}. */
+static void
+take_string (JsonObject *o, const char *key, char **dst)
+{
+  JsonNode *n = o ? json_object_get_member (o, key) : NULL;
+  const char *s = NULL;
+  if (n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+    s = json_node_get_string (n);
+  else if (n && JSON_NODE_HOLDS_OBJECT (n) && json_object_has_member (json_node_get_object (n), "content"))
+    s = json_object_get_string_member (json_node_get_object (n), "content");
+  if (s && *s) {
+    g_free (*dst);
+    *dst = g_strdup (s);
+  }
+}
+
+static gboolean
+take_int (JsonObject *o, const char *key, int *dst, const char *path, GError **error)
+{
+  JsonNode *n = o ? json_object_get_member (o, key) : NULL;
+  if (!n)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64 || json_node_get_int (n) < 0
+      || json_node_get_int (n) > 1 << 20) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_CONFIG, "%s: %s must be a non-negative integer", path, key);
+    return FALSE;
+  }
+  *dst = (int) json_node_get_int (n);
+  return TRUE;
+}
+
+G3nChatFormat *
+g3n_chat_format_load (const char *dir, GError **error)
+{
+  G3nChatFormat *f = g3n_chat_format_new ();
+  g_autofree char *tc_path = g_build_filename (dir, "tokenizer_config.json", NULL);
+  g_autofree char *pc_path = g_build_filename (dir, "processor_config.json", NULL);
+  g_autoptr (JsonParser) tp = json_parser_new (), pp = json_parser_new ();
+  JsonObject *tc, *pc;
+  if (!load_json_object (tc_path, tp, &tc, error) || !load_json_object (pc_path, pp, &pc, error)) {
+    g3n_chat_format_free (f);
+    return NULL;
+  }
+  take_string (tc, "bos_token", &f->bos);
+  take_string (tc, "boi_token", &f->boi);
+  take_string (tc, "eoi_token", &f->eoi);
+  take_string (tc, "image_token", &f->image_token);
+  take_string (tc, "boa_token", &f->boa);
+  take_string (tc, "eoa_token", &f->eoa);
+  take_string (tc, "audio_token", &f->audio_token);
+  if (!take_int (pc, "image_seq_length", &f->image_seq_length, pc_path, error)
+      || !take_int (pc, "audio_seq_length", &f->audio_seq_length, pc_path, error)) {
+    g3n_chat_format_free (f);
+    return NULL;
+  }
+  return f;
+}
+
+int
+g3n_chat_format_image_tokens (const G3nChatFormat *f)
+{
+  return f->image_seq_length;
+}
+
+int
+g3n_chat_format_audio_tokens (const G3nChatFormat *f)
+{
+  return f->audio_seq_length;
+}
+
+void
+g3n_chat_format_set_seq_lengths (G3nChatFormat *f, int image_tokens, int audio_tokens)
+{
+  f->image_seq_length = image_tokens;
+  f->audio_seq_length = audio_tokens;
+}
+
+/* Python's str.isspace(), which Jinja's trim uses. */
+static gboolean
+py_isspace (gunichar c)
+{
+  return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680
+         || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+static void
+append_trimmed (GString *out, const char *text)
+{
+  const char *start = text, *end = text + strlen (text);
+  while (start < end && py_isspace (g_utf8_get_char (start)))
+    start = g_utf8_next_char (start);
+  while (end > start) {
+    const char *prev = g_utf8_prev_char (end);
+    if (!py_isspace (g_utf8_get_char (prev)))
+      break;
+    end = prev;
+  }
+  g_string_append_len (out, start, end - start);
+}
+
+static void
+append_content (const G3nChatFormat *f, GString *out, const G3nChatMessage *m)
+{
+  for (int i = 0; i < m->n_items; i++) {
+    const G3nChatItem *it = &m->items[i];
+    if (it->type == G3N_CHAT_IMAGE)
+      g_string_append (out, f->image_token);
+    else if (it->type == G3N_CHAT_AUDIO)
+      g_string_append (out, f->audio_token);
+    else
+      append_trimmed (out, it->text ? it->text : "");
+  }
+}
+
+char *
+g3n_chat_render (const G3nChatFormat *f, const G3nChatMessage *messages, int n_messages,
+                 gboolean add_generation_prompt, GError **error)
+{
+  for (int i = 0; i < n_messages; i++)
+    for (int k = 0; k < messages[i].n_items; k++)
+      if (messages[i].items[k].type == G3N_CHAT_TEXT && messages[i].items[k].text
+          && !g_utf8_validate (messages[i].items[k].text, -1, NULL)) {
+        g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "message %d: text is not valid UTF-8", i);
+        return NULL;
+      }
+  GString *out = g_string_new (f->bos);
+  g_autofree char *prefix = NULL;
+  int first = 0;
+  if (n_messages > 0 && messages[0].role == G3N_CHAT_SYSTEM) {
+    const G3nChatItem *it = messages[0].n_items > 0 ? &messages[0].items[0] : NULL;
+    prefix = g_strconcat (it && it->text ? it->text : "", "\n\n", NULL);
+    first = 1;
+  }
+  for (int i = first; i < n_messages; i++) {
+    const G3nChatMessage *m = &messages[i];
+    gboolean want_user = (i - first) % 2 == 0;
+    if ((m->role == G3N_CHAT_USER) != want_user || m->role == G3N_CHAT_SYSTEM) {
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                   "message %d: conversation roles must alternate user/model/user/... (a system message may only "
+                   "come first)", i);
+      g_string_free (out, TRUE);
+      return NULL;
+    }
+    g_string_append_printf (out, "%s%s\n", f->start_of_turn, m->role == G3N_CHAT_MODEL ? "model" : "user");
+    if (i == first && prefix)
+      g_string_append (out, prefix);
+    append_content (f, out, m);
+    g_string_append_printf (out, "%s\n", f->end_of_turn);
+  }
+  if (add_generation_prompt)
+    g_string_append_printf (out, "%smodel\n", f->start_of_turn);
+  return g_string_free (out, FALSE);
+}
+
+static char *
+replace_all (const char *text, const char *token, const char *with)
+{
+  g_auto (GStrv) parts = g_strsplit (text, token, -1);
+  return g_strjoinv (with, parts);
+}
+
+static char *
+full_sequence (const char *begin, const char *token, int n, const char *end)
+{
+  GString *s = g_string_new ("\n\n");
+  g_string_append (s, begin);
+  for (int i = 0; i < n; i++)
+    g_string_append (s, token);
+  g_string_append (s, end);
+  g_string_append (s, "\n\n");
+  return g_string_free (s, FALSE);
+}
+
+char *
+g3n_chat_expand (const G3nChatFormat *f, const char *rendered, gboolean images, gboolean audio)
+{
+  g_autofree char *audio_seq = full_sequence (f->boa, f->audio_token, f->audio_seq_length, f->eoa);
+  g_autofree char *image_seq = full_sequence (f->boi, f->image_token, f->image_seq_length, f->eoi);
+  g_autofree char *a = audio ? replace_all (rendered, f->audio_token, audio_seq) : g_strdup (rendered);
+  return images ? replace_all (a, f->image_token, image_seq) : g_steal_pointer (&a);
+}
