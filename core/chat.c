@@ -128,6 +128,35 @@ g3n_chat_format_load (const char *dir, GError **error)
   return f;
 }
 
+G3nChatFormat *
+g3n_chat_format_copy (const G3nChatFormat *f)
+{
+  G3nChatFormat *c = g_memdup2 (f, sizeof *f);
+  char **strs[] = { &c->bos, &c->start_of_turn, &c->end_of_turn, &c->boi, &c->eoi, &c->image_token, &c->boa,
+                    &c->eoa, &c->audio_token };
+  for (guint i = 0; i < G_N_ELEMENTS (strs); i++)
+    *strs[i] = g_strdup (*strs[i]);
+  return c;
+}
+
+const char *
+g3n_chat_format_bos (const G3nChatFormat *f)
+{
+  return f->bos;
+}
+
+const char *
+g3n_chat_format_start_of_turn (const G3nChatFormat *f)
+{
+  return f->start_of_turn;
+}
+
+const char *
+g3n_chat_format_end_of_turn (const G3nChatFormat *f)
+{
+  return f->end_of_turn;
+}
+
 int
 g3n_chat_format_image_tokens (const G3nChatFormat *f)
 {
@@ -171,17 +200,37 @@ append_trimmed (GString *out, const char *text)
 }
 
 static void
+append_soft_sequence (GString *s, const char *begin, const char *token, int n, const char *end)
+{
+  g_string_append (s, "\n\n");
+  g_string_append (s, begin);
+  for (int i = 0; i < n; i++)
+    g_string_append (s, token);
+  g_string_append (s, end);
+  g_string_append (s, "\n\n");
+}
+
+void
+g3n_chat_format_append_item (const G3nChatFormat *f, GString *out, G3nChatItemType type, const char *text,
+                             gboolean expanded)
+{
+  if (type == G3N_CHAT_IMAGE && expanded)
+    append_soft_sequence (out, f->boi, f->image_token, f->image_seq_length, f->eoi);
+  else if (type == G3N_CHAT_IMAGE)
+    g_string_append (out, f->image_token);
+  else if (type == G3N_CHAT_AUDIO && expanded)
+    append_soft_sequence (out, f->boa, f->audio_token, f->audio_seq_length, f->eoa);
+  else if (type == G3N_CHAT_AUDIO)
+    g_string_append (out, f->audio_token);
+  else
+    append_trimmed (out, text ? text : "");
+}
+
+static void
 append_content (const G3nChatFormat *f, GString *out, const G3nChatMessage *m)
 {
-  for (int i = 0; i < m->n_items; i++) {
-    const G3nChatItem *it = &m->items[i];
-    if (it->type == G3N_CHAT_IMAGE)
-      g_string_append (out, f->image_token);
-    else if (it->type == G3N_CHAT_AUDIO)
-      g_string_append (out, f->audio_token);
-    else
-      append_trimmed (out, it->text ? it->text : "");
-  }
+  for (int i = 0; i < m->n_items; i++)
+    g3n_chat_format_append_item (f, out, m->items[i].type, m->items[i].text, FALSE);
 }
 
 char *
@@ -234,12 +283,8 @@ replace_all (const char *text, const char *token, const char *with)
 static char *
 full_sequence (const char *begin, const char *token, int n, const char *end)
 {
-  GString *s = g_string_new ("\n\n");
-  g_string_append (s, begin);
-  for (int i = 0; i < n; i++)
-    g_string_append (s, token);
-  g_string_append (s, end);
-  g_string_append (s, "\n\n");
+  GString *s = g_string_new (NULL);
+  append_soft_sequence (s, begin, token, n, end);
   return g_string_free (s, FALSE);
 }
 

@@ -74,3 +74,23 @@ g3n_kv_layer_bytes (const G3nKvLayer *kv)
 {
   return (gsize) kv->cap * kv->width * 2 * sizeof (float);
 }
+
+void
+g3n_kv_layer_remove (G3nKvLayer *kv, int begin, int end, int *first_moved, int *n_moved)
+{
+  int lo = CLAMP (begin - kv->pos0, 0, kv->len), hi = CLAMP (end - kv->pos0, 0, kv->len);
+  gsize row = (gsize) kv->width;
+  int tail = kv->len - hi;
+  memmove (kv->k + lo * row, kv->k + hi * row, (gsize) tail * row * sizeof (float));
+  memmove (kv->v + lo * row, kv->v + hi * row, (gsize) tail * row * sizeof (float));
+  kv->len -= hi - lo;
+  /* Rows wholly before the cut keep their positions; the rest move down by the cut's length. When the
+   * cut starts before this layer's first row (a sliding layer), the first row takes its new position. */
+  if (begin <= kv->pos0) {
+    *first_moved = 0;
+    kv->pos0 = begin < kv->pos0 ? MAX (begin, kv->pos0 - (end - begin)) : kv->pos0;
+  } else {
+    *first_moved = lo;
+  }
+  *n_moved = kv->len - *first_moved;
+}

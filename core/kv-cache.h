@@ -28,6 +28,16 @@ void g3n_kv_layer_trim (G3nKvLayer *kv);
 /* Forgets all rows; the next append starts at position `pos`. */
 void g3n_kv_layer_reset (G3nKvLayer *kv, int pos);
 gsize g3n_kv_layer_bytes (const G3nKvLayer *kv);
+/* Removes the rows of positions [begin, end) and renumbers later rows down by end - begin; rows that
+ * moved are returned through first_moved/n_moved (row indices after the removal) so the caller can
+ * re-rotate their keys. */
+void g3n_kv_layer_remove (G3nKvLayer *kv, int begin, int end, int *first_moved, int *n_moved);
+
+typedef struct _G3nContext G3nContext;
+/* The cache of one layer of a context (NULL for KV-shared layers): for tests and session files. */
+G3nKvLayer *g3n_context_kv_layer (G3nContext *ctx, int layer);
+/* After the caches were filled by hand (a restored session). */
+void g3n_context_set_n_past (G3nContext *ctx, int n_past);
 
 G_END_DECLS
 

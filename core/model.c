@@ -217,6 +217,7 @@ g3n_model_unref (G3nModel *m)
   g_free (m->text.altup_projections);
   g_free (m->text.altup_unembed_projections);
   g_ptr_array_free (m->f32_copies, TRUE);
+  g_free ((gpointer) m->identity);
   g3n_tensor_store_free (m->store);
   g3n_config_free (m->config);
   g_free (m->path);
@@ -272,6 +273,25 @@ g3n_model_is_eos (const G3nModel *m, int32_t token)
     if (m->config->text.eos_token_ids[i] == token)
       return TRUE;
   return FALSE;
+}
+
+const char *
+g3n_model_identity (G3nModel *m)
+{
+  if (g_once_init_enter (&m->identity)) {
+    g_autofree char *layout = g3n_tensor_store_digest (m->store);
+    g_autofree char *cfg_path = g_file_test (m->path, G_FILE_TEST_IS_DIR)
+                                    ? g_build_filename (m->path, "config.json", NULL) : g_strdup (m->path);
+    g_autofree char *cfg = NULL;
+    gsize len = 0;
+    g_file_get_contents (cfg_path, &cfg, &len, NULL);
+    g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+    g_checksum_update (sum, (const guchar *) layout, -1);
+    if (cfg)
+      g_checksum_update (sum, (const guchar *) cfg, (gssize) len);
+    g_once_init_leave (&m->identity, g_strdup (g_checksum_get_string (sum)));
+  }
+  return m->identity;
 }
 
 void

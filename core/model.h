@@ -54,6 +54,7 @@ struct _G3nModel {
   GPtrArray *f32_copies; /* owned fp32 copies of small vectors */
   G3nTextWeights text;
   G3nEmbedderWeights embed_vision, embed_audio;
+  const char *identity; /* lazily computed, see g3n_model_identity */
 };
 
 G_END_DECLS

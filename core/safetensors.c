@@ -457,3 +457,27 @@ g3n_tensor_store_count (const G3nTensorStore *store)
 {
   return g_hash_table_size (store->by_name);
 }
+
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+char *
+g3n_tensor_store_digest (const G3nTensorStore *store)
+{
+  g_autofree gpointer *names = g_hash_table_get_keys_as_array (store->by_name, NULL);
+  guint n = g_hash_table_size (store->by_name);
+  qsort (names, n, sizeof (gpointer), compare_names);
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  for (guint i = 0; i < n; i++) {
+    const G3nTensor *t = g_hash_table_lookup (store->by_name, names[i]);
+    g_autofree char *shape = g3n_shape_to_string (t->ndim, t->shape);
+    g_autofree char *line = g_strdup_printf ("%s %s %s\n", t->name, g3n_dtype_name (t->dtype), shape);
+    g_checksum_update (sum, (const guchar *) line, -1);
+    /* a few bytes of the values tell a fine-tune from its base model, without reading the weights */
+    g_checksum_update (sum, t->data, MIN (t->nbytes, 64));
+  }
+  return g_strdup (g_checksum_get_string (sum));
+}

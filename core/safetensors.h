@@ -61,6 +61,8 @@ G3nTensorStore *g3n_tensor_store_open (const char *dir, GError **error);
 void g3n_tensor_store_free (G3nTensorStore *store);
 const G3nTensor *g3n_tensor_store_find (const G3nTensorStore *store, const char *name);
 guint g3n_tensor_store_count (const G3nTensorStore *store);
+/* SHA-256 over every tensor's name, dtype, shape and first bytes: identifies a checkpoint cheaply. */
+char *g3n_tensor_store_digest (const G3nTensorStore *store);
 
 G_END_DECLS
 

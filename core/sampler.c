@@ -41,7 +41,7 @@ g3n_sampler_new (const G3nSamplerParams *params)
 {
   G3nSampler *s = g_new0 (G3nSampler, 1);
   s->params = params ? *params : g3n_sampler_default_params ();
-  s->rng = s->params.seed ? s->params.seed : g_get_real_time ();
+  s->rng = s->params.seed ? s->params.seed : (guint64) g_get_real_time ();
   s->seen = g_hash_table_new (NULL, NULL);
   return s;
 }

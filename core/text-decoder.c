@@ -576,6 +576,46 @@ g3n_context_reset (G3nContext *ctx)
   ctx->n_past = 0;
 }
 
+gboolean
+g3n_context_remove (G3nContext *ctx, int begin, int end, GError **error)
+{
+  const G3nTextConfig *c = &ctx->model->config->text;
+  if (begin < 0 || end > ctx->n_past || begin >= end) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "cannot remove positions [%d, %d) of %d", begin, end,
+                 ctx->n_past);
+    return FALSE;
+  }
+  int delta = end - begin;
+  for (int layer = 0; layer < c->num_hidden_layers; layer++) {
+    if (g3n_text_config_kv_source_layer (c, layer) != layer)
+      continue;
+    G3nKvLayer *kv = &ctx->kv[layer];
+    int first, n;
+    g3n_kv_layer_remove (kv, begin, end, &first, &n);
+    /* Keys were stored rotated for their old positions; rotating by -delta re-positions them. */
+    double theta = c->is_sliding[layer] ? c->rope_theta_local : c->rope_theta_global;
+    for (int r = first; r < first + n; r++)
+      rope (kv->k + (gsize) r * kv->width, c->num_key_value_heads, c->head_dim, -delta, theta);
+  }
+  ctx->n_past -= delta;
+  return TRUE;
+}
+
+void
+g3n_context_set_n_past (G3nContext *ctx, int n_past)
+{
+  ctx->n_past = n_past;
+}
+
+G3nKvLayer *
+g3n_context_kv_layer (G3nContext *ctx, int layer)
+{
+  const G3nTextConfig *c = &ctx->model->config->text;
+  if (layer < 0 || layer >= c->num_hidden_layers || g3n_text_config_kv_source_layer (c, layer) != layer)
+    return NULL;
+  return &ctx->kv[layer];
+}
+
 gsize
 g3n_context_kv_bytes (const G3nContext *ctx)
 {

@@ -7,7 +7,7 @@
  *   4. optionally wrap the ids with the post-processor's template.
  * Decoding maps ids to pieces (added tokens first) and runs the decoder chain over the piece list.
  */
-#include "tokenizer.h"
+#include "gemma3n.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
@@ -242,56 +242,55 @@ pattern_clear (Pattern *pat)
     g_regex_unref (pat->regex);
 }
 
-/* Non-overlapping, non-empty matches of pat in s[0..n), left to right, appended to matches (Span). */
-static void
-pattern_find (const Pattern *pat, const char *s, gsize n, GArray *matches)
+/* The first non-empty match of pat in s[0..n) at or after `from`; FALSE if none. Empty matches are skipped: they
+ * would only produce empty pieces, which every user of patterns drops. */
+static gboolean
+pattern_next (const Pattern *pat, const char *s, gsize n, gsize from, Span *match)
 {
   if (pat->literal) {
     gsize m = pat->literal_len;
-    for (gsize i = 0; m > 0 && i + m <= n;) {
+    for (gsize i = from; m > 0 && i + m <= n;) {
       const char *hit = memchr (s + i, pat->literal[0], n - m + 1 - i);
       if (!hit)
-        break;
+        return FALSE;
       i = hit - s;
       if (memcmp (hit, pat->literal, m) == 0) {
-        Span sp = { i, i + m };
-        g_array_append_val (matches, sp);
-        i += m;
-      } else
-        i++;
+        match->start = i;
+        match->end = i + m;
+        return TRUE;
+      }
+      i++;
     }
-    return;
+    return FALSE;
   }
   GMatchInfo *info = NULL;
-  g_regex_match_full (pat->regex, s, n, 0, 0, &info, NULL);
-  while (g_match_info_matches (info)) {
+  gboolean found = FALSE;
+  g_regex_match_full (pat->regex, s, n, from, 0, &info, NULL);
+  for (; !found && g_match_info_matches (info); g_match_info_next (info, NULL)) {
     gint a, b;
-    /* Empty matches would only add empty pieces, which every user of this function drops. */
     if (g_match_info_fetch_pos (info, 0, &a, &b) && b > a) {
-      Span sp = { (gsize) a, (gsize) b };
-      g_array_append_val (matches, sp);
+      match->start = a;
+      match->end = b;
+      found = TRUE;
     }
-    g_match_info_next (info, NULL);
   }
   g_match_info_free (info);
+  return found;
 }
 
 /* Append s[0..n) to out with every match of pat replaced by content. */
 static void
 pattern_replace (const Pattern *pat, const char *content, const char *s, gsize n, GString *out)
 {
-  GArray *m = g_array_new (FALSE, FALSE, sizeof (Span));
+  Span m;
   gsize at = 0;
 
-  pattern_find (pat, s, n, m);
-  for (guint i = 0; i < m->len; i++) {
-    Span sp = g_array_index (m, Span, i);
-    g_string_append_len (out, s + at, sp.start - at);
+  while (pattern_next (pat, s, n, at, &m)) {
+    g_string_append_len (out, s + at, m.start - at);
     g_string_append (out, content);
-    at = sp.end;
+    at = m.end;
   }
   g_string_append_len (out, s + at, n - at);
-  g_array_free (m, TRUE);
 }
 
 /* ================================================================ components (normalizer, pre-tokenizer, decoder) */
@@ -575,13 +574,12 @@ typedef struct {
 static GArray *
 split_pieces (const Component *c, const char *s, Span span)
 {
-  GArray *matches = g_array_new (FALSE, FALSE, sizeof (Span));
   GArray *pieces = g_array_new (FALSE, FALSE, sizeof (Piece));
   gsize at = span.start;
+  Span m;
 
-  pattern_find (&c->pattern, s + span.start, span.end - span.start, matches);
-  for (guint i = 0; i < matches->len; i++) {
-    Span m = g_array_index (matches, Span, i);
+  /* Match within the span alone, as the reference does (anchors see the span's own ends). */
+  while (pattern_next (&c->pattern, s + span.start, span.end - span.start, at - span.start, &m)) {
     m.start += span.start;
     m.end += span.start;
     if (m.start > at) {
@@ -596,7 +594,6 @@ split_pieces (const Component *c, const char *s, Span span)
     Piece rest = { { at, span.end }, c->invert };
     g_array_append_val (pieces, rest);
   }
-  g_array_free (matches, TRUE);
   return pieces;
 }
 
@@ -665,113 +662,147 @@ pre_tokenize (const Component *c, const char *s, GArray *words)
   g_array_free (out, TRUE);
 }
 
-/* ---------------------------------------------------------------- decoders (over a GPtrArray of GString*) */
+/* ---------------------------------------------------------------- decoders */
+
+/* The reference's decoders transform a list of strings; here the list is one buffer plus a span per token, so a
+ * decode costs a few buffers rather than allocations per token. */
+typedef struct {
+  GString *buf;
+  GArray *spans; /* Span into buf, one per token */
+} TokenList;
 
 static void
-free_gstring (gpointer s)
+token_list_init (TokenList *l, gsize size_hint)
 {
-  g_string_free (s, TRUE);
+  l->buf = g_string_sized_new (size_hint);
+  l->spans = g_array_new (FALSE, FALSE, sizeof (Span));
 }
 
-static GPtrArray *
-token_list_new (void)
+static void
+token_list_clear (TokenList *l)
 {
-  return g_ptr_array_new_with_free_func (free_gstring);
+  g_string_free (l->buf, TRUE);
+  g_array_free (l->spans, TRUE);
+}
+
+/* Append a token; pass text NULL to close a token whose bytes the caller already appended from `start`. */
+static void
+token_list_add (TokenList *l, gsize start, const char *text, gsize len)
+{
+  if (text) {
+    start = l->buf->len;
+    g_string_append_len (l->buf, text, len);
+  }
+  Span sp = { start, l->buf->len };
+  g_array_append_val (l->spans, sp);
+}
+
+static void
+token_list_swap (TokenList *l, TokenList *other)
+{
+  token_list_clear (l);
+  *l = *other;
 }
 
 /* Settle a run of byte pieces the way the reference does: the run as text when it is valid UTF-8 as a whole,
  * otherwise one U+FFFD token per byte. */
 static void
-flush_byte_run (GString *run, GPtrArray *out)
+flush_byte_run (GString *run, TokenList *out)
 {
   if (run->len == 0)
     return;
   if (utf8_check (run->str, run->len, NULL) == UTF8_VALID)
-    g_ptr_array_add (out, g_string_new_len (run->str, run->len));
+    token_list_add (out, 0, run->str, run->len);
   else
     for (gsize i = 0; i < run->len; i++)
-      g_ptr_array_add (out, g_string_new (REPLACEMENT_CHAR));
+      token_list_add (out, 0, REPLACEMENT_CHAR, 3);
   g_string_truncate (run, 0);
 }
 
-static GPtrArray *
-decode_byte_fallback (GPtrArray *tokens)
+static void
+decode_byte_fallback (TokenList *l)
 {
-  GPtrArray *out = token_list_new ();
+  TokenList out;
   GString *run = g_string_new (NULL);
 
-  for (guint i = 0; i < tokens->len; i++) {
-    GString *t = g_ptr_array_index (tokens, i);
-    int b = piece_byte (t->str, t->len);
+  token_list_init (&out, l->buf->len);
+  for (guint i = 0; i < l->spans->len; i++) {
+    Span sp = g_array_index (l->spans, Span, i);
+    int b = piece_byte (l->buf->str + sp.start, sp.end - sp.start);
     if (b >= 0) {
       g_string_append_c (run, (char) b);
       continue;
     }
-    flush_byte_run (run, out);
-    g_ptr_array_add (out, g_string_new_len (t->str, t->len));
+    flush_byte_run (run, &out);
+    token_list_add (&out, 0, l->buf->str + sp.start, sp.end - sp.start);
   }
-  flush_byte_run (run, out);
+  flush_byte_run (run, &out);
   g_string_free (run, TRUE);
-  return out;
+  token_list_swap (l, &out);
 }
 
-/* Remove up to c->start leading and c->stop trailing c->strip_char characters from a token. */
 static void
-decode_strip (const Component *c, GString *t)
+decode_replace (const Component *c, TokenList *l)
 {
-  gsize a = 0, b = t->len;
+  TokenList out;
 
-  for (gint64 k = 0; k < c->start && a < b && g_utf8_get_char (t->str + a) == c->strip_char; k++)
-    a += utf8_char_len (t->str + a);
-  for (gint64 k = 0; k < c->stop && b > a; k++) {
-    const char *prev = g_utf8_find_prev_char (t->str + a, t->str + b);
+  token_list_init (&out, l->buf->len + 16);
+  for (guint i = 0; i < l->spans->len; i++) {
+    Span sp = g_array_index (l->spans, Span, i);
+    gsize start = out.buf->len;
+    pattern_replace (&c->pattern, c->content, l->buf->str + sp.start, sp.end - sp.start, out.buf);
+    token_list_add (&out, start, NULL, 0);
+  }
+  token_list_swap (l, &out);
+}
+
+/* Narrow a token by up to c->start leading and c->stop trailing c->strip_char characters. */
+static void
+decode_strip (const Component *c, const char *buf, Span *sp)
+{
+  for (gint64 k = 0; k < c->start && sp->start < sp->end && g_utf8_get_char (buf + sp->start) == c->strip_char; k++)
+    sp->start += utf8_char_len (buf + sp->start);
+  for (gint64 k = 0; k < c->stop && sp->end > sp->start; k++) {
+    const char *prev = g_utf8_find_prev_char (buf + sp->start, buf + sp->end);
     if (!prev || g_utf8_get_char (prev) != c->strip_char)
       break;
-    b = prev - t->str;
+    sp->end = prev - buf;
   }
-  g_string_truncate (t, b);
-  g_string_erase (t, 0, a);
 }
 
-/* Run one decoder over the token list; returns the (possibly new) list. */
-static GPtrArray *
-decode_chain (const Component *c, GPtrArray *tokens)
+/* Run one decoder over the token list. */
+static void
+decode_chain (const Component *c, TokenList *l)
 {
-  GPtrArray *out;
-
   switch (c->kind) {
   case C_SEQUENCE:
     for (guint i = 0; i < c->children->len; i++)
-      tokens = decode_chain (g_ptr_array_index (c->children, i), tokens);
-    return tokens;
+      decode_chain (g_ptr_array_index (c->children, i), l);
+    break;
   case C_REPLACE:
-    for (guint i = 0; i < tokens->len; i++) {
-      GString *t = g_ptr_array_index (tokens, i), *r = g_string_sized_new (t->len);
-      pattern_replace (&c->pattern, c->content, t->str, t->len, r);
-      tokens->pdata[i] = r;
-      g_string_free (t, TRUE);
-    }
-    return tokens;
+    decode_replace (c, l);
+    break;
   case C_BYTE_FALLBACK:
-    out = decode_byte_fallback (tokens);
+    decode_byte_fallback (l);
     break;
-  case C_FUSE:
-    out = token_list_new ();
-    g_ptr_array_add (out, g_string_new (NULL));
-    for (guint i = 0; i < tokens->len; i++) {
-      GString *t = g_ptr_array_index (tokens, i);
-      g_string_append_len (out->pdata[0], t->str, t->len);
+  case C_FUSE: { /* one token; tokens may have been narrowed by Strip, so concatenate their spans */
+    TokenList out;
+    token_list_init (&out, l->buf->len);
+    for (guint i = 0; i < l->spans->len; i++) {
+      Span sp = g_array_index (l->spans, Span, i);
+      g_string_append_len (out.buf, l->buf->str + sp.start, sp.end - sp.start);
     }
+    token_list_add (&out, 0, NULL, 0);
+    token_list_swap (l, &out);
     break;
+  }
   case C_STRIP:
-    for (guint i = 0; i < tokens->len; i++)
-      decode_strip (c, g_ptr_array_index (tokens, i));
-    return tokens;
+    for (guint i = 0; i < l->spans->len; i++)
+      decode_strip (c, l->buf->str, &g_array_index (l->spans, Span, i));
+    break;
   default:
     g_assert_not_reached ();
   }
-  g_ptr_array_free (tokens, TRUE);
-  return out;
 }
 
 /* ================================================================ the tokenizer */
@@ -783,6 +814,13 @@ typedef struct {
   gint32 id;
   gboolean special, single_word, lstrip, rstrip, normalized;
 } AddedToken;
+
+#define MERGE_EMPTY G_MAXUINT64
+
+typedef struct {
+  guint64 key; /* (left id << 32) | right id, or MERGE_EMPTY */
+  gint32 rank, new_id;
+} MergeEntry;
 
 /* A byte trie over added-token strings, children of a node stored contiguously and sorted by byte. */
 typedef struct {
@@ -807,8 +845,7 @@ struct _G3nTokenizer {
   gint32 n_model_entries; /* number of vocab entries: where the reference numbers new added tokens from */
   gint32 *vocab_slots;
   guint32 vocab_mask;
-  guint64 *merge_keys; /* (left id << 32) | right id, or MERGE_EMPTY */
-  gint32 *merge_rank, *merge_new;
+  MergeEntry *merges; /* open addressing on the pair; one entry per cache-line share */
   guint32 merge_mask;
   gint32 unk_id;
   gboolean fuse_unk, byte_fallback, ignore_merges;
@@ -832,7 +869,6 @@ struct _G3nTokenizer {
   GArray *post_prefix, *post_suffix; /* gint32 ids the single-sequence template puts around the text */
 };
 
-#define MERGE_EMPTY G_MAXUINT64
 
 /* ---------------------------------------------------------------- hash tables */
 
@@ -896,7 +932,7 @@ static guint32
 merge_slot (const G3nTokenizer *tok, guint64 key)
 {
   guint32 i = hash_pair (key) & tok->merge_mask;
-  while (tok->merge_keys[i] != MERGE_EMPTY && tok->merge_keys[i] != key)
+  while (tok->merges[i].key != MERGE_EMPTY && tok->merges[i].key != key)
     i = (i + 1) & tok->merge_mask;
   return i;
 }
@@ -906,10 +942,10 @@ static gboolean
 merge_lookup (const G3nTokenizer *tok, gint32 left, gint32 right, gint32 *rank, gint32 *new_id)
 {
   guint32 i = merge_slot (tok, ((guint64) (guint32) left << 32) | (guint32) right);
-  if (tok->merge_keys[i] == MERGE_EMPTY)
+  if (tok->merges[i].key == MERGE_EMPTY)
     return FALSE;
-  *rank = tok->merge_rank[i];
-  *new_id = tok->merge_new[i];
+  *rank = tok->merges[i].rank;
+  *new_id = tok->merges[i].new_id;
   return TRUE;
 }
 
@@ -956,25 +992,30 @@ load_vocab (G3nTokenizer *tok, JsonObject *vocab, GError **error)
   return TRUE;
 }
 
-/* One merges entry: "a b" (exactly one space) or ["a", "b"]. */
+/* One merges entry, "a b" (exactly one space) or ["a", "b"], as two strings pointing into the JSON tree. */
 static gboolean
-merge_parts (JsonNode *n, guint index, char **a, char **b, GError **error)
+merge_parts (JsonNode *n, guint index, const char **a, gsize *alen, const char **b, gsize *blen, GError **error)
 {
   if (node_is (n, G_TYPE_STRING)) {
     const char *s = json_node_get_string (n), *sp = strchr (s, ' ');
     if (!sp || strchr (sp + 1, ' '))
       return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] \"%s\" is not two tokens separated by a space", index,
                    s);
-    *a = g_strndup (s, sp - s);
-    *b = g_strdup (sp + 1);
+    *a = s;
+    *alen = sp - s;
+    *b = sp + 1;
+    *blen = strlen (sp + 1);
     return TRUE;
   }
   if (n && JSON_NODE_HOLDS_ARRAY (n)) {
     JsonArray *pair = json_node_get_array (n);
-    if (json_array_get_length (pair) == 2 && node_is (json_array_get_element (pair, 0), G_TYPE_STRING)
-        && node_is (json_array_get_element (pair, 1), G_TYPE_STRING)) {
-      *a = g_strdup (json_array_get_string_element (pair, 0));
-      *b = g_strdup (json_array_get_string_element (pair, 1));
+    JsonNode *na = json_array_get_length (pair) == 2 ? json_array_get_element (pair, 0) : NULL;
+    JsonNode *nb = na ? json_array_get_element (pair, 1) : NULL;
+    if (node_is (na, G_TYPE_STRING) && node_is (nb, G_TYPE_STRING)) {
+      *a = json_node_get_string (na);
+      *alen = strlen (*a);
+      *b = json_node_get_string (nb);
+      *blen = strlen (*b);
       return TRUE;
     }
   }
@@ -983,25 +1024,29 @@ merge_parts (JsonNode *n, guint index, char **a, char **b, GError **error)
 
 /* Enter merge number `rank`; the merged piece is a + b with b's continuing-subword prefix removed. */
 static gboolean
-add_merge (G3nTokenizer *tok, guint rank, const char *a, const char *b, GString *buf, GError **error)
+add_merge (G3nTokenizer *tok, guint rank, const char *a, gsize alen, const char *b, gsize blen, GString *buf,
+           GError **error)
 {
   gsize plen = tok->subword_prefix ? strlen (tok->subword_prefix) : 0;
-  gint32 ia = vocab_lookup (tok, a, strlen (a)), ib = vocab_lookup (tok, b, strlen (b));
+  gint32 ia = vocab_lookup (tok, a, alen), ib = vocab_lookup (tok, b, blen);
 
   if (ia < 0 || ib < 0)
-    return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] names \"%s\", which is not in the vocabulary", rank,
-                 ia < 0 ? a : b);
-  g_string_assign (buf, a);
-  g_string_append (buf, strlen (b) >= plen ? b + plen : b);
+    return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] names \"%.*s\", which is not in the vocabulary", rank,
+                 (int) (ia < 0 ? alen : blen), ia < 0 ? a : b);
+  g_string_truncate (buf, 0);
+  g_string_append_len (buf, a, alen);
+  if (blen >= plen)
+    g_string_append_len (buf, b + plen, blen - plen);
   gint32 inew = vocab_lookup (tok, buf->str, buf->len);
   if (inew < 0)
     return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] makes \"%s\", which is not in the vocabulary", rank,
                  buf->str);
   /* A repeated pair keeps its last rank, as the reference's map collection does. */
-  guint32 i = merge_slot (tok, ((guint64) (guint32) ia << 32) | (guint32) ib);
-  tok->merge_keys[i] = ((guint64) (guint32) ia << 32) | (guint32) ib;
-  tok->merge_rank[i] = (gint32) rank;
-  tok->merge_new[i] = inew;
+  guint64 key = ((guint64) (guint32) ia << 32) | (guint32) ib;
+  guint32 i = merge_slot (tok, key);
+  tok->merges[i].key = key;
+  tok->merges[i].rank = (gint32) rank;
+  tok->merges[i].new_id = inew;
   return TRUE;
 }
 
@@ -1014,16 +1059,14 @@ load_merges (G3nTokenizer *tok, JsonArray *merges, GError **error)
   gboolean ok = TRUE;
 
   tok->merge_mask = cap - 1;
-  tok->merge_keys = g_new (guint64, cap);
-  memset (tok->merge_keys, 0xff, cap * sizeof (guint64));
-  tok->merge_rank = g_new (gint32, cap);
-  tok->merge_new = g_new (gint32, cap);
+  tok->merges = g_new (MergeEntry, cap);
+  for (guint32 i = 0; i < cap; i++)
+    tok->merges[i].key = MERGE_EMPTY;
   for (guint r = 0; ok && r < n; r++) {
-    char *a = NULL, *b = NULL;
-    ok = merge_parts (json_array_get_element (merges, r), r, &a, &b, error)
-         && add_merge (tok, r, a, b, buf, error);
-    g_free (a);
-    g_free (b);
+    const char *a = NULL, *b = NULL;
+    gsize alen = 0, blen = 0;
+    ok = merge_parts (json_array_get_element (merges, r), r, &a, &alen, &b, &blen, error)
+         && add_merge (tok, r, a, alen, b, blen, buf, error);
   }
   g_string_free (buf, TRUE);
   return ok;
@@ -1203,8 +1246,10 @@ refresh_added (G3nTokenizer *tok)
   tok->id_piece = g_new0 (const char *, tok->n_ids);
   tok->id_piece_len = g_new0 (guint32, tok->n_ids);
   tok->id_special = g_new0 (guint8, tok->n_ids);
-  memcpy (tok->id_piece, tok->model_piece, tok->n_model_ids * sizeof (char *));
-  memcpy (tok->id_piece_len, tok->model_piece_len, tok->n_model_ids * sizeof (guint32));
+  if (tok->n_model_ids > 0) {
+    memcpy (tok->id_piece, tok->model_piece, tok->n_model_ids * sizeof (char *));
+    memcpy (tok->id_piece_len, tok->model_piece_len, tok->n_model_ids * sizeof (guint32));
+  }
   for (guint i = 0; i < tok->added->len; i++) {
     AddedToken *a = g_ptr_array_index (tok->added, i);
     tok->id_piece[a->id] = a->content;
@@ -1313,45 +1358,26 @@ template_special_ids (JsonObject *specials, const char *name, GArray *out, GErro
   return TRUE;
 }
 
-/* One template item: {"SpecialToken": {"id": name}} / {"Sequence": {"id": "A"}}, or the string forms "name",
- * "name:1", "$A", "$A:0", "$0". Sets *is_sequence for the sequence item. */
+/* One template item, {"SpecialToken": {"id": name, ...}} or {"Sequence": {"id": "A", ...}} (the JSON form; the
+ * reference's "$A"-style strings exist only in its builder API). Sets *is_sequence for the sequence item. */
 static gboolean
 template_item (JsonNode *n, JsonObject *specials, GArray *out, gboolean *is_sequence, GError **error)
 {
-  const char *name = NULL;
-
-  *is_sequence = FALSE;
-  if (node_is (n, G_TYPE_STRING)) {
-    char *s = g_strdup (json_node_get_string (n)), *colon = strrchr (s, ':');
-    if (colon && colon != s)
-      *colon = '\0';
-    gboolean ok = TRUE;
-    if (s[0] == '$')
-      *is_sequence = strcmp (s, "$") == 0 || strcmp (s, "$A") == 0 || strcmp (s, "$0") == 0;
-    if (s[0] == '$' && !*is_sequence)
-      ok = fail (error, G3N_ERROR_UNSUPPORTED, "post_processor: single template names \"%s\"", s);
-    else if (s[0] != '$')
-      ok = template_special_ids (specials, s, out, error);
-    g_free (s);
-    return ok;
-  }
   JsonObject *o = n && JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
-  JsonNode *inner = o ? member (o, "SpecialToken") : NULL;
-  if (inner && JSON_NODE_HOLDS_OBJECT (inner)) {
-    if (!get_string (json_node_get_object (inner), "id", "post_processor.single", TRUE, &name, error))
-      return FALSE;
+  JsonNode *special = o ? member (o, "SpecialToken") : NULL, *sequence = o ? member (o, "Sequence") : NULL;
+  JsonNode *inner = special ? special : sequence;
+  const char *name;
+
+  *is_sequence = sequence != NULL;
+  if (!inner || !JSON_NODE_HOLDS_OBJECT (inner))
+    return fail (error, G3N_ERROR_FORMAT, "post_processor: bad item in the single template");
+  if (!get_string (json_node_get_object (inner), "id", "post_processor.single", TRUE, &name, error))
+    return FALSE;
+  if (special)
     return template_special_ids (specials, name, out, error);
-  }
-  inner = o ? member (o, "Sequence") : NULL;
-  if (inner && JSON_NODE_HOLDS_OBJECT (inner)) {
-    if (!get_string (json_node_get_object (inner), "id", "post_processor.single", TRUE, &name, error))
-      return FALSE;
-    if (strcmp (name, "A") != 0)
-      return fail (error, G3N_ERROR_UNSUPPORTED, "post_processor: single template uses sequence \"%s\"", name);
-    *is_sequence = TRUE;
-    return TRUE;
-  }
-  return fail (error, G3N_ERROR_FORMAT, "post_processor: bad item in the single template");
+  if (strcmp (name, "A") != 0)
+    return fail (error, G3N_ERROR_UNSUPPORTED, "post_processor: the single template uses sequence \"%s\"", name);
+  return TRUE;
 }
 
 static gboolean
@@ -1375,18 +1401,9 @@ load_post_processor (G3nTokenizer *tok, JsonObject *root, GError **error)
 
   JsonNode *single = member (o, "single"), *sp = member (o, "special_tokens");
   JsonObject *specials = sp && JSON_NODE_HOLDS_OBJECT (sp) ? json_node_get_object (sp) : NULL;
-  JsonArray *items = NULL;
-  if (single && JSON_NODE_HOLDS_ARRAY (single))
-    items = json_array_ref (json_node_get_array (single));
-  else if (node_is (single, G_TYPE_STRING)) { /* "<bos> $A": space-separated items */
-    char **parts = g_strsplit (json_node_get_string (single), " ", -1);
-    items = json_array_new ();
-    for (char **p = parts; *p; p++)
-      if (**p)
-        json_array_add_string_element (items, *p);
-    g_strfreev (parts);
-  } else
-    return fail (error, G3N_ERROR_FORMAT, "post_processor lacks the \"single\" template");
+  if (!single || !JSON_NODE_HOLDS_ARRAY (single))
+    return fail (error, G3N_ERROR_FORMAT, "post_processor lacks the array \"single\"");
+  JsonArray *items = json_node_get_array (single);
 
   gboolean ok = TRUE;
   for (guint i = 0; ok && i < json_array_get_length (items); i++) {
@@ -1396,7 +1413,6 @@ load_post_processor (G3nTokenizer *tok, JsonObject *root, GError **error)
                         &is_sequence, error);
     seen_sequence |= is_sequence;
   }
-  json_array_unref (items);
   if (ok && !seen_sequence)
     ok = fail (error, G3N_ERROR_FORMAT, "post_processor: the single template has no $A");
   tok->has_post_processor = ok;
@@ -1414,8 +1430,8 @@ load_components (G3nTokenizer *tok, JsonObject *root, GError **error)
     return FALSE;
   if (version && strcmp (version, "1.0") != 0)
     return fail (error, G3N_ERROR_UNSUPPORTED, "unknown version \"%s\"", version);
-  /* truncation and padding are batching policies a caller applies itself; they do not change single encodings
-   * except for truncation, which the engine enforces with its own context limit. */
+  /* "truncation" and "padding" are ignored: they are length policies for batches, and the engine enforces its own
+   * context limit. */
   if (!component_parse (member (root, "normalizer"), ROLE_NORMALIZER, "normalizer", &tok->normalizer, error)
       || !component_parse (member (root, "pre_tokenizer"), ROLE_PRE_TOKENIZER, "pre_tokenizer", &tok->pre_tokenizer,
                            error)
@@ -1451,7 +1467,7 @@ tokenizer_from_root (JsonNode *root_node, GError **error)
 G3nTokenizer *
 g3n_tokenizer_new_from_data (const char *data, gssize len, GError **error)
 {
-  JsonParser *parser = json_parser_new_immutable ();
+  JsonParser *parser = json_parser_new ();
   GError *json_error = NULL;
   G3nTokenizer *tok = NULL;
 
@@ -1499,9 +1515,7 @@ g3n_tokenizer_free (G3nTokenizer *tok)
   g_free (tok->model_piece);
   g_free (tok->model_piece_len);
   g_free (tok->vocab_slots);
-  g_free (tok->merge_keys);
-  g_free (tok->merge_rank);
-  g_free (tok->merge_new);
+  g_free (tok->merges);
   g_free (tok->subword_prefix);
   g_free (tok->word_suffix);
   g_free (tok->id_piece);
@@ -1613,16 +1627,19 @@ initial_symbols (const G3nTokenizer *tok, const char *word, gsize len, Work *w)
   g_array_set_size (w->symbols, 0);
   for (gsize i = 0; i < len;) {
     gsize clen = utf8_char_len (word + i);
-    GString *s = w->piece;
-    g_string_truncate (s, 0);
-    if (i > 0 && tok->subword_prefix)
-      g_string_append (s, tok->subword_prefix);
-    g_string_append_len (s, word + i, clen);
-    if (i + clen == len && tok->word_suffix)
-      g_string_append (s, tok->word_suffix);
+    const char *s = word + i;
+    gsize slen = clen;
+    if ((i > 0 && tok->subword_prefix) || (i + clen == len && tok->word_suffix)) { /* decorate a copy */
+      g_string_assign (w->piece, i > 0 && tok->subword_prefix ? tok->subword_prefix : "");
+      g_string_append_len (w->piece, word + i, clen);
+      if (i + clen == len && tok->word_suffix)
+        g_string_append (w->piece, tok->word_suffix);
+      s = w->piece->str;
+      slen = w->piece->len;
+    }
     i += clen;
 
-    gint32 id = vocab_lookup (tok, s->str, s->len);
+    gint32 id = vocab_lookup (tok, s, slen);
     if (id >= 0) {
       if (pending_unk)
         push_symbol (w->symbols, tok->unk_id);
@@ -1631,12 +1648,12 @@ initial_symbols (const G3nTokenizer *tok, const char *word, gsize len, Work *w)
       continue;
     }
     gboolean all_bytes = tok->byte_fallback;
-    for (gsize k = 0; all_bytes && k < s->len; k++)
-      all_bytes = tok->byte_id[(guint8) s->str[k]] >= 0;
+    for (gsize k = 0; all_bytes && k < slen; k++)
+      all_bytes = tok->byte_id[(guint8) s[k]] >= 0;
     if (all_bytes) {
       /* Like the reference, a pending unknown is not flushed here: it lands after these bytes. */
-      for (gsize k = 0; k < s->len; k++)
-        push_symbol (w->symbols, tok->byte_id[(guint8) s->str[k]]);
+      for (gsize k = 0; k < slen; k++)
+        push_symbol (w->symbols, tok->byte_id[(guint8) s[k]]);
       continue;
     }
     if (tok->unk_id >= 0) {
@@ -1829,21 +1846,22 @@ id_kept (const G3nTokenizer *tok, gint32 id, gboolean skip_special)
 static GString *
 decode_to_gstring (const G3nTokenizer *tok, const gint32 *ids, gsize n_ids, gboolean skip_special)
 {
-  GPtrArray *tokens = token_list_new ();
-  GString *out = g_string_new (NULL);
+  TokenList l;
+  GString *out = g_string_sized_new (n_ids * 4);
 
+  token_list_init (&l, n_ids * 4);
   for (gsize i = 0; i < n_ids; i++)
     if (id_kept (tok, ids[i], skip_special))
-      g_ptr_array_add (tokens, g_string_new_len (tok->id_piece[ids[i]], tok->id_piece_len[ids[i]]));
+      token_list_add (&l, 0, tok->id_piece[ids[i]], tok->id_piece_len[ids[i]]);
   if (tok->decoder)
-    tokens = decode_chain (tok->decoder, tokens);
-  for (guint i = 0; i < tokens->len; i++) {
-    GString *t = g_ptr_array_index (tokens, i);
+    decode_chain (tok->decoder, &l);
+  for (guint i = 0; i < l.spans->len; i++) {
+    Span sp = g_array_index (l.spans, Span, i);
     if (!tok->decoder && i > 0) /* without a decoder the reference joins pieces with spaces */
       g_string_append_c (out, ' ');
-    g_string_append_len (out, t->str, t->len);
+    g_string_append_len (out, l.buf->str + sp.start, sp.end - sp.start);
   }
-  g_ptr_array_free (tokens, TRUE);
+  token_list_clear (&l);
   return out;
 }
 

@@ -7,7 +7,7 @@
  * the token ids too.
  */
 #include "gemma3n.h"
-#include "tokenizer.h"
+#include "gemma3n.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>

@@ -1,0 +1,439 @@
+/* session.c — one live conversation over a decoder context: turns in the Gemma 3n chat format, text and
+ * multimodal soft tokens appended as they arrive, generation with a sampler, context shift, save/restore.
+ *
+ * Input is tokenised a whole user turn at a time, so each turn is tokenised exactly as the chat template
+ * renders it: every turn starts and ends at special tokens, which the tokenizer never merges across, so
+ * turn-by-turn tokenisation equals tokenising the whole conversation at once. Only new input is prefilled.
+ *
+ * Locking: adders take `pending_lock` briefly; generate/save/load hold `state_lock`. One producer (a
+ * streaming thread appending input) and one consumer (a worker generating) can share a session.
+ */
+#include "kv-cache.h"
+#include "model.h"
+#include "safetensors.h"
+#include "gemma3n.h"
+
+#include <string.h>
+
+typedef enum { ITEM_TEXT, ITEM_IMAGE, ITEM_AUDIO } ItemKind;
+
+typedef struct {
+  ItemKind kind;
+  char *text;
+  float *embeds; /* [n, n_embd] soft tokens */
+  int n;
+} Item;
+
+/* A span of context positions holding one user turn and the model turn that answered it. */
+typedef struct {
+  int begin, end;
+} Exchange;
+
+struct _G3nSession {
+  G3nModel *model;
+  G3nTokenizer *tok;
+  G3nChatFormat *fmt;
+  G3nContext *ctx;
+  G3nSessionParams params;
+  int32_t end_of_turn_id;
+
+  GMutex pending_lock;
+  GPtrArray *pending; /* Item*: the open user turn */
+  char *system;
+
+  GMutex state_lock;
+  GArray *exchanges;         /* Exchange, oldest first */
+  gboolean started;          /* <bos> is in the context */
+  gboolean had_user_turn;    /* the system prompt went into the first user turn */
+  gboolean model_turn_open;  /* the last model turn still needs "<end_of_turn>\n" */
+};
+
+static void
+item_free (gpointer p)
+{
+  Item *it = p;
+  g_free (it->text);
+  g_free (it->embeds);
+  g_free (it);
+}
+
+G3nSessionParams
+g3n_session_default_params (void)
+{
+  return (G3nSessionParams) { .n_ctx = 4096, .keep_first_turn = TRUE, .min_free = 0 };
+}
+
+G3nSession *
+g3n_session_new (G3nModel *model, G3nTokenizer *tok, const G3nChatFormat *fmt, const G3nSessionParams *params,
+                 GError **error)
+{
+  G3nSessionParams p = params ? *params : g3n_session_default_params ();
+  G3nContextParams cp = { .n_ctx = p.n_ctx };
+  G3nContext *ctx = g3n_context_new (model, &cp, error);
+  if (!ctx)
+    return NULL;
+  G3nSession *s = g_new0 (G3nSession, 1);
+  s->model = g3n_model_ref (model);
+  s->tok = tok;
+  s->fmt = g3n_chat_format_copy (fmt);
+  s->ctx = ctx;
+  s->params = p;
+  s->params.n_ctx = g3n_context_n_ctx (ctx);
+  if (s->params.min_free <= 0)
+    s->params.min_free = MAX (1, s->params.n_ctx / 4);
+  s->end_of_turn_id = g3n_tokenizer_token_to_id (tok, g3n_chat_format_end_of_turn (fmt));
+  g_mutex_init (&s->pending_lock);
+  g_mutex_init (&s->state_lock);
+  s->pending = g_ptr_array_new_with_free_func (item_free);
+  s->exchanges = g_array_new (FALSE, FALSE, sizeof (Exchange));
+  return s;
+}
+
+void
+g3n_session_free (G3nSession *s)
+{
+  if (!s)
+    return;
+  g_ptr_array_free (s->pending, TRUE);
+  g_array_free (s->exchanges, TRUE);
+  g_free (s->system);
+  g3n_context_free (s->ctx);
+  g3n_chat_format_free (s->fmt);
+  g3n_model_unref (s->model);
+  g_mutex_clear (&s->pending_lock);
+  g_mutex_clear (&s->state_lock);
+  g_free (s);
+}
+
+/* ------------------------------------------------------------------------------- input */
+
+gboolean
+g3n_session_set_system (G3nSession *s, const char *text, GError **error)
+{
+  if (!g_utf8_validate (text, -1, NULL)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "system prompt is not valid UTF-8");
+    return FALSE;
+  }
+  g_mutex_lock (&s->state_lock);
+  gboolean ok = !s->had_user_turn;
+  if (ok) {
+    g_free (s->system);
+    s->system = g_strdup (text);
+  } else {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "the system prompt must be set before the first user turn (it is part of that turn)");
+  }
+  g_mutex_unlock (&s->state_lock);
+  return ok;
+}
+
+static void
+push_item (G3nSession *s, Item *it)
+{
+  g_mutex_lock (&s->pending_lock);
+  g_ptr_array_add (s->pending, it);
+  g_mutex_unlock (&s->pending_lock);
+}
+
+gboolean
+g3n_session_add_text (G3nSession *s, const char *text, GError **error)
+{
+  if (!g_utf8_validate (text, -1, NULL)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "user text is not valid UTF-8");
+    return FALSE;
+  }
+  Item *it = g_new0 (Item, 1);
+  it->kind = ITEM_TEXT;
+  it->text = g_strdup (text);
+  push_item (s, it);
+  return TRUE;
+}
+
+static gboolean
+add_soft (G3nSession *s, ItemKind kind, const float *embeds, int n, GError **error)
+{
+  int want = kind == ITEM_IMAGE ? g3n_chat_format_image_tokens (s->fmt) : g3n_chat_format_audio_tokens (s->fmt);
+  if (n != want) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "%s embeddings have %d rows; the processor config places %d soft tokens per %s",
+                 kind == ITEM_IMAGE ? "image" : "audio", n, want, kind == ITEM_IMAGE ? "image" : "clip");
+    return FALSE;
+  }
+  Item *it = g_new0 (Item, 1);
+  it->kind = kind;
+  it->n = n;
+  it->embeds = g_memdup2 (embeds, sizeof (float) * n * g3n_model_n_embd (s->model));
+  push_item (s, it);
+  return TRUE;
+}
+
+gboolean
+g3n_session_add_image_embeddings (G3nSession *s, const float *embeds, int n, GError **error)
+{
+  return add_soft (s, ITEM_IMAGE, embeds, n, error);
+}
+
+gboolean
+g3n_session_add_audio_embeddings (G3nSession *s, const float *embeds, int n, GError **error)
+{
+  return add_soft (s, ITEM_AUDIO, embeds, n, error);
+}
+
+/* ----------------------------------------------------------------------- turn assembly */
+
+/* Text that closes the previous model turn if it is still open ("<end_of_turn>\n"). It belongs to the
+ * previous exchange, so it is tokenised apart (it ends at the next turn's special token anyway). */
+static char *
+render_close (G3nSession *s)
+{
+  return s->model_turn_open ? g_strdup_printf ("%s\n", g3n_chat_format_end_of_turn (s->fmt)) : g_strdup ("");
+}
+
+/* The next turn: <bos> if nothing is in the context yet, the pending user turn (with the system prompt as
+ * its prefix if it is the first), then a whole model turn (model_text) or the model header to generate. */
+static GString *
+render_turn (G3nSession *s, GPtrArray *items, const char *model_text, gboolean generation_prompt)
+{
+  GString *out = g_string_new (NULL);
+  if (!s->started)
+    g_string_append (out, g3n_chat_format_bos (s->fmt));
+  gboolean system_now = s->system && !s->had_user_turn;
+  if (items->len > 0 || system_now) {
+    g_string_append_printf (out, "%suser\n", g3n_chat_format_start_of_turn (s->fmt));
+    if (system_now)
+      g_string_append_printf (out, "%s\n\n", s->system);
+    for (guint i = 0; i < items->len; i++) {
+      Item *it = g_ptr_array_index (items, i);
+      G3nChatItemType type = it->kind == ITEM_TEXT ? G3N_CHAT_TEXT : it->kind == ITEM_IMAGE ? G3N_CHAT_IMAGE
+                                                                                           : G3N_CHAT_AUDIO;
+      g3n_chat_format_append_item (s->fmt, out, type, it->text, TRUE);
+    }
+    g_string_append_printf (out, "%s\n", g3n_chat_format_end_of_turn (s->fmt));
+  }
+  if (model_text || generation_prompt)
+    g_string_append_printf (out, "%smodel\n", g3n_chat_format_start_of_turn (s->fmt));
+  if (model_text) {
+    g3n_chat_format_append_item (s->fmt, out, G3N_CHAT_TEXT, model_text, TRUE);
+    g_string_append_printf (out, "%s\n", g3n_chat_format_end_of_turn (s->fmt));
+  }
+  return out;
+}
+
+/* Input embeddings for ids: token embeddings, with the soft tokens of images and audio clips (in order)
+ * written over their placeholder runs. */
+static float *
+embed_turn (G3nSession *s, const int32_t *ids, int n, GPtrArray *items, GError **error)
+{
+  const G3nConfig *c = s->model->config;
+  int H = g3n_model_n_embd (s->model);
+  float *emb = g_new (float, (gsize) n * H);
+  /* Placeholders are overwritten below; embed them as padding meanwhile. */
+  g_autofree int32_t *plain = g_memdup2 (ids, sizeof (int32_t) * MAX (n, 1));
+  for (int i = 0; i < n; i++)
+    if (plain[i] == c->image_token_id || plain[i] == c->audio_token_id)
+      plain[i] = c->text.pad_token_id;
+  if (!g3n_model_embed_tokens (s->model, plain, n, emb, error)) {
+    g_free (emb);
+    return NULL;
+  }
+  int pos = 0;
+  for (guint k = 0; k < items->len; k++) {
+    Item *it = g_ptr_array_index (items, k);
+    if (it->kind == ITEM_TEXT)
+      continue;
+    int32_t want = it->kind == ITEM_IMAGE ? c->image_token_id : c->audio_token_id;
+    while (pos < n && ids[pos] != c->image_token_id && ids[pos] != c->audio_token_id)
+      pos++;
+    for (int j = 0; j < it->n; j++)
+      if (pos + j >= n || ids[pos + j] != want) {
+        g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                     "the turn's %s placeholders do not line up with its embeddings (a literal placeholder token "
+                     "in the text?)", it->kind == ITEM_IMAGE ? "image" : "audio");
+        g_free (emb);
+        return NULL;
+      }
+    memcpy (emb + (gsize) pos * H, it->embeds, sizeof (float) * it->n * H);
+    pos += it->n;
+  }
+  return emb;
+}
+
+static void
+drop_exchange (G3nSession *s, guint index)
+{
+  Exchange gone = g_array_index (s->exchanges, Exchange, index);
+  int len = gone.end - gone.begin;
+  g3n_context_remove (s->ctx, gone.begin, gone.end, NULL);
+  g_array_remove_index (s->exchanges, index);
+  for (guint i = index; i < s->exchanges->len; i++) {
+    g_array_index (s->exchanges, Exchange, i).begin -= len;
+    g_array_index (s->exchanges, Exchange, i).end -= len;
+  }
+}
+
+/* Context shift: when `need` more positions do not fit, drops whole exchanges, oldest first, until
+ * min_free positions are spare beyond `need`. Never dropped: the first exchange when keep_first_turn is
+ * set (it holds the system prompt) and the last `keep_last` exchanges (the one being answered). */
+static gboolean
+make_room (G3nSession *s, int need, guint keep_last, GError **error)
+{
+  int n_ctx = s->params.n_ctx;
+  if (g3n_context_n_past (s->ctx) + need <= n_ctx)
+    return TRUE;
+  guint first = s->params.keep_first_turn ? 1 : 0;
+  while (s->exchanges->len > first + keep_last && g3n_context_n_past (s->ctx) + need + s->params.min_free > n_ctx)
+    drop_exchange (s, first);
+  if (g3n_context_n_past (s->ctx) + need > n_ctx) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_CONTEXT_FULL,
+                 "context of %d positions is too small: %d are in use and cannot be shifted out, %d more needed",
+                 n_ctx, g3n_context_n_past (s->ctx), need);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Tokenises, embeds and prefills the next turn(s); on error nothing is consumed. */
+static gboolean
+prefill (G3nSession *s, GPtrArray *items, const char *model_text, gboolean generation_prompt, float *logits,
+         GError **error)
+{
+  g_autofree char *close = render_close (s);
+  g_autoptr (GString) turn = render_turn (s, items, model_text, generation_prompt);
+  g_autoptr (GArray) ids = g3n_tokenizer_encode (s->tok, close, -1, FALSE, error);
+  g_autoptr (GArray) turn_ids = ids ? g3n_tokenizer_encode (s->tok, turn->str, (gssize) turn->len, FALSE, error)
+                                    : NULL;
+  if (!turn_ids)
+    return FALSE;
+  int n_close = (int) ids->len;
+  g_array_append_vals (ids, turn_ids->data, turn_ids->len);
+  if (ids->len == 0)
+    return TRUE;
+  int n = (int) ids->len;
+  g_autofree float *emb = embed_turn (s, (const int32_t *) ids->data, n, items, error);
+  gboolean new_exchange = items->len > 0 || (s->system && !s->had_user_turn) || s->exchanges->len == 0;
+  if (!emb || !make_room (s, n + 1, new_exchange ? 0 : 1, error))
+    return FALSE;
+  int begin = g3n_context_n_past (s->ctx);
+  G3nBatch b = { .n_tokens = n, .ids = (const int32_t *) ids->data, .embeds = emb, .logits = logits };
+  if (!g3n_context_decode (s->ctx, &b, error))
+    return FALSE;
+  int end = g3n_context_n_past (s->ctx);
+  if (s->exchanges->len > 0)
+    g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = begin + n_close;
+  if (new_exchange) {
+    Exchange e = { begin + n_close, end };
+    g_array_append_val (s->exchanges, e);
+  } else {
+    g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = end;
+  }
+  s->started = TRUE;
+  s->had_user_turn = s->had_user_turn || items->len > 0 || s->system != NULL;
+  s->model_turn_open = generation_prompt && !model_text;
+  return TRUE;
+}
+
+static GPtrArray *
+take_pending (G3nSession *s)
+{
+  g_mutex_lock (&s->pending_lock);
+  GPtrArray *items = s->pending;
+  s->pending = g_ptr_array_new_with_free_func (item_free);
+  g_mutex_unlock (&s->pending_lock);
+  return items;
+}
+
+gboolean
+g3n_session_add_model_text (G3nSession *s, const char *text, GError **error)
+{
+  if (!g_utf8_validate (text, -1, NULL)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "model text is not valid UTF-8");
+    return FALSE;
+  }
+  g_mutex_lock (&s->state_lock);
+  g_autoptr (GPtrArray) items = take_pending (s);
+  gboolean ok = prefill (s, items, text, FALSE, NULL, error);
+  g_mutex_unlock (&s->state_lock);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------------ generate */
+
+static gboolean
+is_stop (G3nSession *s, int32_t token)
+{
+  return token == s->end_of_turn_id || g3n_model_is_eos (s->model, token);
+}
+
+gboolean
+g3n_session_generate (G3nSession *s, G3nSampler *sampler, int max_tokens, G3nTokenCallback callback,
+                      gpointer user_data, G3nStopReason *reason, GError **error)
+{
+  int V = g3n_model_n_vocab (s->model);
+  g_autofree float *logits = g_new (float, V);
+  g_mutex_lock (&s->state_lock);
+  g_autoptr (GPtrArray) items = take_pending (s);
+  G3nStopReason why = G3N_STOP_MAX_TOKENS;
+  gboolean ok = TRUE;
+  if (items->len == 0 && (s->model_turn_open || !s->started) && !(s->system && !s->had_user_turn)) {
+    ok = FALSE;
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "nothing new to answer: add user input first");
+  } else {
+    ok = prefill (s, items, NULL, TRUE, logits, error);
+  }
+  G3nDetokenizer *dt = g3n_detokenizer_new (s->tok, TRUE);
+  GString *piece = g_string_new (NULL);
+  for (int i = 0; ok && i < max_tokens; i++) {
+    int32_t token = g3n_sampler_sample (sampler, logits, V);
+    if (is_stop (s, token)) {
+      why = G3N_STOP_END_OF_TURN;
+      break;
+    }
+    g_string_truncate (piece, 0);
+    g3n_detokenizer_push (dt, token, piece);
+    if (callback && !callback (token, piece->str, user_data)) {
+      why = G3N_STOP_CALLBACK;
+      /* the token is still part of the answer */
+    }
+    if (!make_room (s, 1, 1, error)) {
+      ok = FALSE;
+      break;
+    }
+    G3nBatch b = { .n_tokens = 1, .ids = &token, .logits = logits };
+    ok = g3n_context_decode (s->ctx, &b, error);
+    if (ok && s->exchanges->len > 0)
+      g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = g3n_context_n_past (s->ctx);
+    if (why == G3N_STOP_CALLBACK)
+      break;
+  }
+  g_string_truncate (piece, 0);
+  g3n_detokenizer_finish (dt, piece);
+  if (ok && piece->len && callback)
+    callback (-1, piece->str, user_data);
+  g_string_free (piece, TRUE);
+  g3n_detokenizer_free (dt);
+  if (reason)
+    *reason = why;
+  g_mutex_unlock (&s->state_lock);
+  return ok;
+}
+
+int
+g3n_session_n_past (G3nSession *s)
+{
+  g_mutex_lock (&s->state_lock);
+  int n = g3n_context_n_past (s->ctx);
+  g_mutex_unlock (&s->state_lock);
+  return n;
+}
+
+int
+g3n_session_n_ctx (const G3nSession *s)
+{
+  return s->params.n_ctx;
+}
+
+G3nContext *
+g3n_session_get_context (G3nSession *s)
+{
+  return s->ctx;
+}
