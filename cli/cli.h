@@ -7,6 +7,31 @@
 /* Each command parses its own options from argv (argv[0] is the command name) and returns the exit code. */
 int g3n_cli_forward (int argc, char **argv);
 int g3n_cli_generate (int argc, char **argv);
+int g3n_cli_tokenize (int argc, char **argv);
+int g3n_cli_detokenize (int argc, char **argv);
+int g3n_cli_chat (int argc, char **argv);
+
+/* Sampling options shared by generate and chat. */
+typedef struct {
+  double temperature, top_p, min_p, repetition_penalty;
+  int top_k;
+  gint64 seed;
+  gboolean greedy;
+} G3nCliSampling;
+GOptionGroup *g3n_cli_sampling_options (G3nCliSampling *sampling);
+gboolean g3n_cli_sampler_params (const G3nCliSampling *sampling, G3nSamplerParams *params, GError **error);
+G3nTokenizer *g3n_cli_load_tokenizer (const char *model, const char *override, GError **error);
+/* Appends the ids of "2,105, 2364" to ids; FALSE unless it is a list of non-negative integers. */
+gboolean g3n_cli_parse_ids (const char *text, GArray *ids);
+/* Media files (images, audio clips) into a session's next turn; encoders made on first use. */
+typedef struct _G3nCliMedia G3nCliMedia;
+G3nCliMedia *g3n_cli_media_new (G3nModel *model);
+void g3n_cli_media_free (G3nCliMedia *media);
+gboolean g3n_cli_media_add_audio (G3nCliMedia *media, G3nSession *session, const char *path, GError **error);
+gboolean g3n_cli_media_add_image (G3nCliMedia *media, G3nSession *session, const char *path, GError **error);
+
+/* G3nTokenCallback writing each piece to stdout as it comes. */
+gboolean g3n_cli_print_piece (int32_t token, const char *text, gpointer unused);
 
 /* Prints "gemma3n-cli: MESSAGE" on stderr; returns 1 for `return fail (...)`. */
 int g3n_cli_fail (const char *fmt, ...) G_GNUC_PRINTF (1, 2);

@@ -14,7 +14,10 @@ typedef struct {
 
 static const Command commands[] = {
   { "forward", g3n_cli_forward, "run the model on tensors from a safetensors file and write its outputs" },
-  { "generate", g3n_cli_generate, "greedy generation from prompt token ids" },
+  { "generate", g3n_cli_generate, "generate from a text prompt or from token ids" },
+  { "chat", g3n_cli_chat, "interactive chat (text, /image, /audio), one KV cache across turns" },
+  { "tokenize", g3n_cli_tokenize, "print the token ids of a text" },
+  { "detokenize", g3n_cli_detokenize, "print the text of token ids" },
 };
 
 int

@@ -239,6 +239,13 @@ char *g3n_chat_render (const G3nChatFormat *format, const G3nChatMessage *messag
  * as the reference, only for the modalities given (images / audio clips passed with the prompt). */
 char *g3n_chat_expand (const G3nChatFormat *format, const char *rendered, gboolean images, gboolean audio);
 
+/* ---------------------------------------------------------------- media files */
+
+/* Decodes the audio of any file FFmpeg reads into mono float PCM at sample_rate (16000 for Gemma 3n),
+ * stopping after max_samples. The caller frees *pcm with g_free. */
+gboolean g3n_media_read_audio (const char *path, int sample_rate, gsize max_samples, float **pcm, gsize *n_samples,
+                               GError **error);
+
 /* ---------------------------------------------------------------- session */
 
 /* One live conversation: turns in the chat format, appended as input arrives (text, image or audio soft

@@ -2,9 +2,9 @@
  *
  * Gemma3nProcessor resizes uint8 images with torch's antialiased bilinear kernel, which works in fixed point
  * (PIL-SIMD's scheme): the result differs from a float resize (or libswscale) by a level on some pixels, so
- * the resize is written out here to match it bit for bit. libavcodec decodes files, libswscale converts the
- * pixel formats that need real colour conversion (YUV); the 8-bit RGB/grey/palette cases are copied by hand
- * so they stay exact.
+ * the resize is written out here to match it bit for bit. libavcodec decodes files; 8-bit RGB/grey/palette
+ * layouts are copied by hand so they stay exact, 4:2:0 JPEGs get libjpeg's chroma upsampling and colour
+ * matrix (what PIL shows the reference), and libswscale converts everything else.
  */
 #include "image-preprocess.h"
 
@@ -260,12 +260,54 @@ jpeg_check (const guint8 *d, gsize n, const char *origin, GError **error)
 
 /* ---------------------------------------------------------------- decoding */
 
+/* Full-range YCbCr 4:2:0 (JPEG) → RGB as libjpeg does it for PIL: "fancy" triangle upsampling of chroma
+ * (3/4 nearer sample, 1/4 farther, edges replicated) and its 16-bit fixed-point colour matrix. */
+static guint8
+clamp_u8 (int v)
+{
+  return (guint8) CLAMP (v, 0, 255);
+}
+
+static void
+jpeg_ycc_420_to_rgb (const AVFrame *f, G3nImage *img)
+{
+  int w = f->width, h = f->height, cw = (w + 1) / 2, ch = (h + 1) / 2;
+  g_autofree int *cs = g_new (int, (gsize) cw * 2); /* column sums of Cb then Cr for one output row */
+  for (int y = 0; y < h; y++) {
+    int cy = y / 2, other = CLAMP (y % 2 ? cy + 1 : cy - 1, 0, ch - 1);
+    for (int p = 0; p < 2; p++) {
+      const guint8 *a = f->data[1 + p] + (gsize) cy * f->linesize[1 + p];
+      const guint8 *b = f->data[1 + p] + (gsize) other * f->linesize[1 + p];
+      for (int x = 0; x < cw; x++)
+        cs[p * cw + x] = 3 * a[x] + b[x];
+    }
+    const guint8 *yr = f->data[0] + (gsize) y * f->linesize[0];
+    guint8 *o = img->rgb + (gsize) y * w * 3;
+    for (int x = 0; x < w; x++) {
+      int cx = x / 2, nx = CLAMP (x % 2 ? cx + 1 : cx - 1, 0, cw - 1), c[2];
+      for (int p = 0; p < 2; p++) {
+        int t = cs[p * cw + cx], u = cs[p * cw + nx];
+        c[p] = cw == 1 ? (4 * t + 8 - (x % 2)) >> 4 : (3 * t + u + 8 - (x % 2)) >> 4;
+      }
+      int Y = yr[x], cb = c[0] - 128, cr = c[1] - 128;
+      o[3 * x] = clamp_u8 (Y + ((91881 * cr + 32768) >> 16));
+      o[3 * x + 1] = clamp_u8 (Y + ((-22554 * cb - 46802 * cr + 32768) >> 16));
+      o[3 * x + 2] = clamp_u8 (Y + ((116130 * cb + 32768) >> 16));
+    }
+  }
+}
+
 /* Frame → RGB24. 8-bit RGB, grey and palette layouts are copied exactly (PIL's convert("RGB") semantics:
  * alpha dropped, no blending); everything else goes through libswscale. */
 static gboolean
 frame_to_rgb (const AVFrame *f, G3nImage *img, const char *origin, GError **error)
 {
   int w = f->width, h = f->height;
+  if (f->format == AV_PIX_FMT_YUVJ420P
+      || (f->format == AV_PIX_FMT_YUV420P && f->color_range == AVCOL_RANGE_JPEG && f->width > 1)) {
+    jpeg_ycc_420_to_rgb (f, img);
+    return TRUE;
+  }
   for (int y = 0; y < h; y++) {
     const guint8 *s = f->data[0] + (gsize) y * f->linesize[0];
     guint8 *o = img->rgb + (gsize) y * w * 3;

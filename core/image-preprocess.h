@@ -41,8 +41,8 @@ void g3n_image_free (G3nImage *img);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (G3nImage, g3n_image_free)
 
 /* Decodes a PNG, JPEG, BMP or WebP file (libavcodec) into RGB, as PIL's convert("RGB") would: alpha is
- * dropped, grey and palette images expanded. JPEG colour conversion is libavcodec's, so it may differ from
- * libjpeg's by a level or two. */
+ * dropped, grey and palette images expanded. 4:2:0 JPEGs are upsampled and colour-converted as libjpeg does;
+ * libavcodec's IDCT still differs from libjpeg's by a few levels on some pixels. */
 G3nImage *g3n_image_load_file (const char *path, GError **error);
 /* The same from bytes in memory; `origin` names them in error messages. */
 G3nImage *g3n_image_load_data (const guint8 *data, gsize size, const char *origin, GError **error);

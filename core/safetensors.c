@@ -291,9 +291,28 @@ g3n_safetensors_path (const G3nSafetensors *st)
 
 /* ------------------------------------------------------------------------------------------ writing */
 
-gboolean
-g3n_safetensors_write (const char *path, const G3nTensor *tensors, guint n_tensors, GError **error)
+static int
+by_element_size_desc (gconstpointer a, gconstpointer b, gpointer tensors)
 {
+  const G3nTensor *t = tensors;
+  gsize x = g3n_dtype_size (t[*(const guint *) a].dtype), y = g3n_dtype_size (t[*(const guint *) b].dtype);
+  if (x != y)
+    return x > y ? -1 : 1;
+  return (int) *(const guint *) a - (int) *(const guint *) b;
+}
+
+gboolean
+g3n_safetensors_write (const char *path, const G3nTensor *in, guint n_tensors, GError **error)
+{
+  /* Wider element types first: every tensor then starts aligned to its element size, with no gaps (which
+   * other readers reject). */
+  g_autofree guint *order = g_new (guint, MAX (n_tensors, 1));
+  for (guint i = 0; i < n_tensors; i++)
+    order[i] = i;
+  g_qsort_with_data (order, n_tensors, sizeof (guint), by_element_size_desc, (gpointer) in);
+  g_autofree G3nTensor *tensors = g_new (G3nTensor, MAX (n_tensors, 1));
+  for (guint i = 0; i < n_tensors; i++)
+    tensors[i] = in[order[i]];
   GString *h = g_string_new ("{");
   guint64 offset = 0;
   for (guint i = 0; i < n_tensors; i++) {

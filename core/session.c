@@ -263,6 +263,8 @@ drop_exchange (G3nSession *s, guint index)
 {
   Exchange gone = g_array_index (s->exchanges, Exchange, index);
   int len = gone.end - gone.begin;
+  if (index == s->exchanges->len - 1)
+    s->model_turn_open = FALSE; /* its model turn goes with it */
   g3n_context_remove (s->ctx, gone.begin, gone.end, NULL);
   g_array_remove_index (s->exchanges, index);
   for (guint i = index; i < s->exchanges->len; i++) {
@@ -304,21 +306,25 @@ prefill (G3nSession *s, GPtrArray *items, const char *model_text, gboolean gener
                                     : NULL;
   if (!turn_ids)
     return FALSE;
+  gboolean new_exchange = items->len > 0 || (s->system && !s->had_user_turn) || s->exchanges->len == 0;
+  if (!make_room (s, (int) (ids->len + turn_ids->len) + 1, new_exchange ? 0 : 1, error))
+    return FALSE;
+  if (!s->model_turn_open) /* the shift dropped the open model turn: nothing left to close */
+    g_array_set_size (ids, 0);
   int n_close = (int) ids->len;
   g_array_append_vals (ids, turn_ids->data, turn_ids->len);
-  if (ids->len == 0)
-    return TRUE;
   int n = (int) ids->len;
+  if (n == 0)
+    return TRUE;
   g_autofree float *emb = embed_turn (s, (const int32_t *) ids->data, n, items, error);
-  gboolean new_exchange = items->len > 0 || (s->system && !s->had_user_turn) || s->exchanges->len == 0;
-  if (!emb || !make_room (s, n + 1, new_exchange ? 0 : 1, error))
+  if (!emb)
     return FALSE;
   int begin = g3n_context_n_past (s->ctx);
   G3nBatch b = { .n_tokens = n, .ids = (const int32_t *) ids->data, .embeds = emb, .logits = logits };
   if (!g3n_context_decode (s->ctx, &b, error))
     return FALSE;
   int end = g3n_context_n_past (s->ctx);
-  if (s->exchanges->len > 0)
+  if (n_close > 0)
     g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = begin + n_close;
   if (new_exchange) {
     Exchange e = { begin + n_close, end };
@@ -436,4 +442,159 @@ G3nContext *
 g3n_session_get_context (G3nSession *s)
 {
   return s->ctx;
+}
+
+/* ---------------------------------------------------------------------------- save / load */
+
+/* A session file is a safetensors file: the KV rows of every layer that owns a cache, the turn state, and
+ * the model's identity, so a daemon can resume a conversation after a restart. */
+typedef struct {
+  GArray *tensors; /* G3nTensor */
+  GPtrArray *names, *data;
+} Writer;
+
+static void
+put (Writer *w, const char *name, G3nDType dtype, const void *data, int ndim, int64_t d0, int64_t d1)
+{
+  G3nTensor t = { .dtype = dtype, .ndim = ndim, .shape = { d0, d1 } };
+  t.name = g_strdup (name);
+  gsize nbytes = (gsize) d0 * (ndim > 1 ? d1 : 1) * g3n_dtype_size (dtype);
+  t.data = nbytes ? g_memdup2 (data, nbytes) : g_malloc0 (1);
+  g_ptr_array_add (w->names, (gpointer) t.name);
+  g_ptr_array_add (w->data, (gpointer) t.data);
+  g_array_append_val (w->tensors, t);
+}
+
+gboolean
+g3n_session_save (G3nSession *s, const char *path, GError **error)
+{
+  g_mutex_lock (&s->state_lock);
+  Writer w = { g_array_new (FALSE, FALSE, sizeof (G3nTensor)), g_ptr_array_new_with_free_func (g_free),
+               g_ptr_array_new_with_free_func (g_free) };
+  const char *id = g3n_model_identity (s->model);
+  put (&w, "session.identity", G3N_DTYPE_U8, id, 1, (int64_t) strlen (id), 0);
+  gint64 state[5] = { g3n_context_n_past (s->ctx), s->started, s->had_user_turn, s->model_turn_open, s->params.n_ctx };
+  put (&w, "session.state", G3N_DTYPE_I64, state, 1, 5, 0);
+  g_autofree gint64 *ex = g_new (gint64, 2 * s->exchanges->len + 1);
+  for (guint i = 0; i < s->exchanges->len; i++) {
+    ex[2 * i] = g_array_index (s->exchanges, Exchange, i).begin;
+    ex[2 * i + 1] = g_array_index (s->exchanges, Exchange, i).end;
+  }
+  put (&w, "session.exchanges", G3N_DTYPE_I64, ex, 2, s->exchanges->len, 2);
+  if (s->system)
+    put (&w, "session.system", G3N_DTYPE_U8, s->system, 1, (int64_t) strlen (s->system), 0);
+  for (int l = 0; l < g3n_model_n_layers (s->model); l++) {
+    G3nKvLayer *kv = g3n_context_kv_layer (s->ctx, l);
+    if (!kv)
+      continue;
+    g_autofree char *k = g_strdup_printf ("kv.%d.k", l), *v = g_strdup_printf ("kv.%d.v", l);
+    g_autofree char *p = g_strdup_printf ("kv.%d.pos0", l);
+    gint64 pos0 = kv->pos0;
+    put (&w, k, G3N_DTYPE_F32, kv->k, 2, kv->len, kv->width);
+    put (&w, v, G3N_DTYPE_F32, kv->v, 2, kv->len, kv->width);
+    put (&w, p, G3N_DTYPE_I64, &pos0, 1, 1, 0);
+  }
+  gboolean ok = g3n_safetensors_write (path, (G3nTensor *) w.tensors->data, w.tensors->len, error);
+  g_array_free (w.tensors, TRUE);
+  g_ptr_array_free (w.names, TRUE);
+  g_ptr_array_free (w.data, TRUE);
+  g_mutex_unlock (&s->state_lock);
+  return ok;
+}
+
+static const G3nTensor *
+need_tensor (G3nSafetensors *f, const char *name, G3nDType dtype, int ndim, GError **error)
+{
+  const G3nTensor *t = g3n_safetensors_find (f, name);
+  if (!t || t->dtype != dtype || t->ndim != ndim) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: session tensor '%s' is missing or malformed",
+                 g3n_safetensors_path (f), name);
+    return NULL;
+  }
+  return t;
+}
+
+static gint64
+i64_at (const G3nTensor *t, gsize i)
+{
+  gint64 v;
+  memcpy (&v, (const guint8 *) t->data + 8 * i, 8);
+  return v;
+}
+
+/* Checks a layer's saved rows against the state before anything is changed. */
+static gboolean
+check_layer (G3nSession *s, G3nSafetensors *f, int l, int n_past, GError **error)
+{
+  G3nKvLayer *kv = g3n_context_kv_layer (s->ctx, l);
+  g_autofree char *kn = g_strdup_printf ("kv.%d.k", l), *vn = g_strdup_printf ("kv.%d.v", l);
+  g_autofree char *pn = g_strdup_printf ("kv.%d.pos0", l);
+  const G3nTensor *k = need_tensor (f, kn, G3N_DTYPE_F32, 2, error);
+  const G3nTensor *v = k ? need_tensor (f, vn, G3N_DTYPE_F32, 2, error) : NULL;
+  const G3nTensor *p = v ? need_tensor (f, pn, G3N_DTYPE_I64, 1, error) : NULL;
+  if (!p)
+    return FALSE;
+  gint64 pos0 = g3n_tensor_numel (p) == 1 ? i64_at (p, 0) : -1;
+  gint64 len = k->shape[0];
+  gboolean ok = k->shape[1] == kv->width && v->shape[0] == len && v->shape[1] == kv->width && pos0 >= 0
+                && pos0 + len == n_past && (kv->window <= 0 ? pos0 == 0 : len <= kv->window);
+  if (!ok)
+    g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: the cache of layer %d does not fit this model's layout",
+                 g3n_safetensors_path (f), l);
+  return ok;
+}
+
+gboolean
+g3n_session_load (G3nSession *s, const char *path, GError **error)
+{
+  G3nSafetensors *f = g3n_safetensors_open (path, error);
+  if (!f)
+    return FALSE;
+  g_mutex_lock (&s->state_lock);
+  const G3nTensor *id = need_tensor (f, "session.identity", G3N_DTYPE_U8, 1, error);
+  const G3nTensor *st = id ? need_tensor (f, "session.state", G3N_DTYPE_I64, 1, error) : NULL;
+  const G3nTensor *ex = st ? need_tensor (f, "session.exchanges", G3N_DTYPE_I64, 2, error) : NULL;
+  const char *mine = g3n_model_identity (s->model);
+  gboolean ok = ex != NULL;
+  if (ok && (id->nbytes != strlen (mine) || memcmp (id->data, mine, id->nbytes) != 0)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: the session was saved with another model", path);
+    ok = FALSE;
+  }
+  gint64 n_past = ok && g3n_tensor_numel (st) == 5 ? i64_at (st, 0) : -1;
+  if (ok && (n_past < 0 || n_past > s->params.n_ctx || ex->shape[1] != 2)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: %" G_GINT64_FORMAT " positions do not fit n_ctx %d", path,
+                 n_past, s->params.n_ctx);
+    ok = FALSE;
+  }
+  for (gint64 i = 0; ok && i < ex->shape[0] * 2; i++)
+    ok = i64_at (ex, i) >= 0 && i64_at (ex, i) <= n_past && (i % 2 == 0 || i64_at (ex, i) >= i64_at (ex, i - 1));
+  if (ex && !ok && error && !*error)
+    g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: invalid exchange positions", path);
+  for (int l = 0; ok && l < g3n_model_n_layers (s->model); l++)
+    ok = !g3n_context_kv_layer (s->ctx, l) || check_layer (s, f, l, (int) n_past, error);
+  if (ok) {
+    for (int l = 0; l < g3n_model_n_layers (s->model); l++) {
+      G3nKvLayer *kv = g3n_context_kv_layer (s->ctx, l);
+      if (!kv)
+        continue;
+      g_autofree char *kn = g_strdup_printf ("kv.%d.k", l), *vn = g_strdup_printf ("kv.%d.v", l);
+      g_autofree char *pn = g_strdup_printf ("kv.%d.pos0", l);
+      const G3nTensor *k = g3n_safetensors_find (f, kn), *v = g3n_safetensors_find (f, vn);
+      g3n_kv_layer_reset (kv, (int) i64_at (g3n_safetensors_find (f, pn), 0));
+      g3n_kv_layer_append (kv, k->data, v->data, (int) k->shape[0]);
+    }
+    g3n_context_set_n_past (s->ctx, (int) n_past);
+    g_array_set_size (s->exchanges, (guint) ex->shape[0]);
+    for (guint i = 0; i < s->exchanges->len; i++)
+      g_array_index (s->exchanges, Exchange, i) = (Exchange) { (int) i64_at (ex, 2 * i), (int) i64_at (ex, 2 * i + 1) };
+    s->started = i64_at (st, 1) != 0;
+    s->had_user_turn = i64_at (st, 2) != 0;
+    s->model_turn_open = i64_at (st, 3) != 0;
+    const G3nTensor *sys = g3n_safetensors_find (f, "session.system");
+    g_free (s->system);
+    s->system = sys && sys->dtype == G3N_DTYPE_U8 ? g_strndup (sys->data, sys->nbytes) : NULL;
+  }
+  g_mutex_unlock (&s->state_lock);
+  g3n_safetensors_free (f);
+  return ok;
 }

@@ -195,6 +195,416 @@ get_int (JsonObject *o, const char *name, const char *where, gint64 dflt, gint64
   return TRUE;
 }
 
+/* ================================================================ strict JSON scanning
+ *
+ * Almost all of a real tokenizer.json (33 MB for Gemma) is model.vocab and model.merges. Building a json-glib node
+ * per entry and freeing them again took over a second, so the document is first checked here, strictly as RFC 8259
+ * (and the reference's serde_json) define JSON, noting where those two members lie; they are then read straight
+ * from the bytes, and json-glib parses only the rest, with them emptied. */
+
+/* Nesting allowed, as in the reference's parser; it also bounds the recursion here and in json-glib, which would
+ * otherwise overflow the stack on a deeply nested file. */
+#define MAX_DEPTH 128
+
+/* model.vocab and model.merges sit at this depth: the root object, then "model". */
+#define TABLE_DEPTH 2
+
+typedef struct {
+  const char *text;   /* the whole document, to give positions in errors */
+  const char *p, *end;
+  GString *scratch;   /* unescaped text of strings that are only checked */
+} Scanner;
+
+/* A string as read: pointing into the document when it had no escapes, into a buffer otherwise. */
+typedef struct {
+  const char *str;
+  gsize len;
+} Text;
+
+static gboolean
+scan_fail (const Scanner *s, const char *what, GError **error)
+{
+  guint line = 1;
+  const char *line_start = s->text;
+
+  for (const char *q = s->text; q < s->p; q++)
+    if (*q == '\n') {
+      line++;
+      line_start = q + 1;
+    }
+  return fail (error, G3N_ERROR_FORMAT, "malformed JSON at line %u, byte %u: %s", line,
+               (guint) (s->p - line_start) + 1, what);
+}
+
+/* The next byte after white space, or -1 at the end. */
+static int
+scan_peek (Scanner *s)
+{
+  while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+    s->p++;
+  return s->p < s->end ? (guint8) *s->p : -1;
+}
+
+static gboolean
+scan_char (Scanner *s, char c, const char *what, GError **error)
+{
+  if (scan_peek (s) != (guint8) c)
+    return scan_fail (s, what, error);
+  s->p++;
+  return TRUE;
+}
+
+/* Step through the items of the container opened before: TRUE in *more when another item follows (its separating
+ * comma consumed), FALSE once the closing bracket has been consumed. */
+static gboolean
+scan_next (Scanner *s, char close, gboolean first, gboolean *more, GError **error)
+{
+  int c = scan_peek (s);
+
+  *more = c != close;
+  if (c == close || (!first && c == ','))
+    s->p++;
+  else if (!first || c == -1)
+    return scan_fail (s, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'", error);
+  return TRUE; /* before a first item, whatever follows is for the item's reader to check */
+}
+
+/* Skip string bytes up to a quote, backslash or control character, checking that they are UTF-8. */
+static gboolean
+scan_plain_run (Scanner *s, GError **error)
+{
+  while (s->p < s->end) {
+    guint8 c = (guint8) *s->p;
+    if (c < 0x80) {
+      if (c == '"' || c == '\\' || c < 0x20)
+        return TRUE;
+      s->p++;
+      continue;
+    }
+    gboolean truncated;
+    gsize k = utf8_sequence ((const guint8 *) s->p, s->end - s->p, &truncated);
+    if (k == 0)
+      return scan_fail (s, "invalid UTF-8 in a string", error);
+    s->p += k;
+  }
+  return TRUE;
+}
+
+/* The \uXXXX escape at the cursor (the first of a pair is known to be one; the second may be missing). */
+static gboolean
+scan_hex4 (Scanner *s, gunichar *u, GError **error)
+{
+  *u = 0;
+  if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u')
+    return scan_fail (s, "a high surrogate escape without its low half", error);
+  for (int i = 2; i < 6; i++) {
+    int d = g_ascii_xdigit_value (s->p[i]);
+    if (d < 0)
+      return scan_fail (s, "bad \\u escape", error);
+    *u = *u * 16 + (gunichar) d;
+  }
+  s->p += 6;
+  return TRUE;
+}
+
+/* Decode the escape at the cursor (a backslash) onto buf. A surrogate must come as a high-low pair, as the
+ * reference requires: a lone one is no character, and would make the text invalid UTF-8. */
+static gboolean
+scan_escape (Scanner *s, GString *buf, GError **error)
+{
+  static const char names[] = "\"\\/bfnrt", values[] = "\"\\/\b\f\n\r\t";
+  const char *simple = s->end - s->p >= 2 && s->p[1] ? strchr (names, s->p[1]) : NULL;
+  gunichar u, low;
+
+  if (simple) {
+    g_string_append_c (buf, values[simple - names]);
+    s->p += 2;
+    return TRUE;
+  }
+  if (s->end - s->p < 2 || s->p[1] != 'u')
+    return scan_fail (s, "unknown escape in a string", error);
+  if (!scan_hex4 (s, &u, error))
+    return FALSE;
+  if (u >= 0xDC00 && u <= 0xDFFF)
+    return scan_fail (s, "a low surrogate escape without its high half", error);
+  if (u >= 0xD800 && u <= 0xDBFF) {
+    if (!scan_hex4 (s, &low, error))
+      return FALSE;
+    if (low < 0xDC00 || low > 0xDFFF)
+      return scan_fail (s, "a high surrogate escape without its low half", error);
+    u = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00);
+  }
+  g_string_append_unichar (buf, u); /* U+0000 included: a JSON string may hold one */
+  return TRUE;
+}
+
+/* Read the string at the cursor. Its text goes into buf only if it has escapes; otherwise *out points into the
+ * document, saving a copy for the vast majority of strings. */
+static gboolean
+scan_string (Scanner *s, GString *buf, Text *out, GError **error)
+{
+  if (!scan_char (s, '"', "expected a string", error))
+    return FALSE;
+  const char *start = s->p;
+  gboolean escaped = FALSE;
+
+  for (;;) {
+    const char *run = s->p;
+    if (!scan_plain_run (s, error))
+      return FALSE;
+    if (escaped)
+      g_string_append_len (buf, run, s->p - run);
+    if (s->p == s->end)
+      return scan_fail (s, "unterminated string", error);
+    if (*s->p == '"')
+      break;
+    if (*s->p != '\\')
+      return scan_fail (s, "control character in a string", error);
+    if (!escaped) {
+      g_string_truncate (buf, 0);
+      g_string_append_len (buf, start, s->p - start);
+      escaped = TRUE;
+    }
+    if (!scan_escape (s, buf, error))
+      return FALSE;
+  }
+  out->str = escaped ? buf->str : start;
+  out->len = escaped ? buf->len : (gsize) (s->p - start);
+  s->p++;
+  return TRUE;
+}
+
+static gboolean
+scan_digits (Scanner *s, GError **error)
+{
+  if (s->p == s->end || !g_ascii_isdigit (*s->p))
+    return scan_fail (s, "expected a digit", error);
+  while (s->p < s->end && g_ascii_isdigit (*s->p))
+    s->p++;
+  return TRUE;
+}
+
+/* Read the number at the cursor; *id receives its value when it is an integer in 0..MAX_ID-1, otherwise -1. */
+static gboolean
+scan_number (Scanner *s, gint64 *id, GError **error)
+{
+  gboolean negative = s->p < s->end && *s->p == '-', integral = TRUE;
+  gint64 value = 0;
+
+  s->p += negative;
+  if (s->p < s->end && *s->p == '0') /* JSON allows no other leading zero */
+    s->p++;
+  else {
+    const char *digits = s->p;
+    if (!scan_digits (s, error))
+      return FALSE;
+    for (const char *q = digits; q < s->p && value < MAX_ID; q++)
+      value = value * 10 + (*q - '0');
+  }
+  if (s->p < s->end && *s->p == '.') {
+    s->p++;
+    integral = FALSE;
+    if (!scan_digits (s, error))
+      return FALSE;
+  }
+  if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+    s->p++;
+    integral = FALSE;
+    if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+      s->p++;
+    if (!scan_digits (s, error))
+      return FALSE;
+  }
+  *id = integral && value < MAX_ID && !(negative && value != 0) ? value : -1;
+  return TRUE;
+}
+
+static gboolean
+scan_literal (Scanner *s, const char *word, GError **error)
+{
+  gsize n = strlen (word);
+
+  if ((gsize) (s->end - s->p) < n || memcmp (s->p, word, n) != 0)
+    return scan_fail (s, "expected a value", error);
+  s->p += n;
+  return TRUE;
+}
+
+static gboolean scan_container (Scanner *s, guint depth, gsize *n_items, GError **error);
+
+/* Check and skip the value at the cursor, at nesting `depth`; *n_items (may be NULL) receives the number of members
+ * or elements when it is a container. */
+static gboolean
+scan_value (Scanner *s, guint depth, gsize *n_items, GError **error)
+{
+  gint64 id;
+  Text t;
+
+  switch (scan_peek (s)) {
+  case '{':
+  case '[':
+    return scan_container (s, depth, n_items, error);
+  case '"':
+    return scan_string (s, s->scratch, &t, error);
+  case 't':
+    return scan_literal (s, "true", error);
+  case 'f':
+    return scan_literal (s, "false", error);
+  case 'n':
+    return scan_literal (s, "null", error);
+  case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
+    return scan_number (s, &id, error);
+  default:
+    return scan_fail (s, "expected a value", error);
+  }
+}
+
+/* A member name and its colon. */
+static gboolean
+scan_key (Scanner *s, Text *key, GError **error)
+{
+  return scan_string (s, s->scratch, key, error) && scan_char (s, ':', "expected ':'", error);
+}
+
+static gboolean
+scan_container (Scanner *s, guint depth, gsize *n_items, GError **error)
+{
+  char close = *s->p == '{' ? '}' : ']';
+  gsize n = 0;
+  gboolean more;
+  Text key;
+
+  if (depth >= MAX_DEPTH)
+    return scan_fail (s, "nested too deeply", error);
+  s->p++;
+  for (; scan_next (s, close, n == 0, &more, error); n++) {
+    if (!more) {
+      if (n_items)
+        *n_items = n;
+      return TRUE;
+    }
+    if ((close == '}' && !scan_key (s, &key, error)) || !scan_value (s, depth + 1, NULL, error))
+      return FALSE;
+  }
+  return FALSE;
+}
+
+/* ---------------------------------------------------------------- the document outline */
+
+/* Where a value lies in the document. */
+typedef struct {
+  const char *start, *end; /* NULL when absent */
+  gsize n_items;           /* members or elements, when it is a container */
+} ValueSpan;
+
+typedef struct {
+  const char *text;
+  gsize len;
+  GString *scratch;
+  ValueSpan vocab, merges; /* model.vocab and model.merges, as json-glib will see them */
+} Document;
+
+/* Whether a member name is `name` as json-glib sees it: it cuts names at a NUL (from \u0000), and both readers must
+ * agree on which member is "model", "vocab" or "merges". */
+static gboolean
+key_is (const Text *key, const char *name)
+{
+  gsize n = strlen (name);
+  return key->len >= n && memcmp (key->str, name, n) == 0 && (key->len == n || key->str[n] == '\0');
+}
+
+/* Skip a value, noting its extent. */
+static gboolean
+scan_span (Scanner *s, guint depth, ValueSpan *span, GError **error)
+{
+  span->n_items = 0;
+  scan_peek (s);
+  span->start = s->p;
+  if (!scan_value (s, depth, &span->n_items, error))
+    return FALSE;
+  span->end = s->p;
+  return TRUE;
+}
+
+/* Check the members of the object at the cursor; with `model` set, note where "vocab" and "merges" lie, otherwise
+ * descend into "model". Repeated names are read like json-glib and the reference do: the last one counts. */
+static gboolean
+scan_members (Scanner *s, Document *d, gboolean model, GError **error)
+{
+  guint depth = model ? 1 : 0;
+  gboolean more;
+  Text key;
+
+  s->p++;
+  for (gsize n = 0; scan_next (s, '}', n == 0, &more, error); n++) {
+    if (!more)
+      return TRUE;
+    if (!scan_key (s, &key, error))
+      return FALSE;
+    gboolean ok;
+    if (model && key_is (&key, "vocab"))
+      ok = scan_span (s, depth + 1, &d->vocab, error);
+    else if (model && key_is (&key, "merges"))
+      ok = scan_span (s, depth + 1, &d->merges, error);
+    else if (!model && key_is (&key, "model")) {
+      memset (&d->vocab, 0, sizeof d->vocab);
+      memset (&d->merges, 0, sizeof d->merges);
+      ok = scan_peek (s) == '{' ? scan_members (s, d, TRUE, error) : scan_value (s, depth + 1, NULL, error);
+    } else
+      ok = scan_value (s, depth + 1, NULL, error);
+    if (!ok)
+      return FALSE;
+  }
+  return FALSE;
+}
+
+/* Check the whole document, noting where the model's tables lie. */
+static gboolean
+scan_document (Document *d, GError **error)
+{
+  Scanner s = { d->text, d->text, d->text + d->len, d->scratch };
+
+  if (d->len >= 3 && memcmp (d->text, "\xEF\xBB\xBF", 3) == 0) /* a byte order mark, which json-glib accepts */
+    s.p += 3;
+  gboolean ok = scan_peek (&s) == '{' ? scan_members (&s, d, FALSE, error) : scan_value (&s, 0, NULL, error);
+  if (ok && scan_peek (&s) != -1)
+    return scan_fail (&s, "unexpected text after the end", error);
+  return ok;
+}
+
+/* A scanner over one value of the document. */
+static Scanner
+document_scanner (const Document *d, const ValueSpan *span)
+{
+  Scanner s = { d->text, span->start, span->end, d->scratch };
+  return s;
+}
+
+/* The document with the model's tables emptied (a container stays a container of the same kind), for json-glib. */
+static GString *
+document_rest (const Document *d)
+{
+  const ValueSpan *cut[2] = { &d->vocab, &d->merges };
+  GString *out = g_string_sized_new (d->len / 16);
+  const char *at = d->text;
+
+  if (cut[0]->start && cut[1]->start && cut[0]->start > cut[1]->start) {
+    const ValueSpan *t = cut[0];
+    cut[0] = cut[1];
+    cut[1] = t;
+  }
+  for (int i = 0; i < 2; i++) {
+    const ValueSpan *v = cut[i];
+    if (!v->start || (*v->start != '{' && *v->start != '['))
+      continue;
+    g_string_append_len (out, at, v->start - at);
+    g_string_append (out, *v->start == '{' ? "{}" : "[]");
+    at = v->end;
+  }
+  g_string_append_len (out, at, d->text + d->len - at);
+  return out;
+}
+
 /* ================================================================ patterns (Replace, Split) */
 
 typedef struct {
@@ -951,39 +1361,94 @@ merge_lookup (const G3nTokenizer *tok, gint32 left, gint32 right, gint32 *rank, 
 
 /* ---------------------------------------------------------------- loading the model */
 
-static gboolean
-load_vocab (G3nTokenizer *tok, JsonObject *vocab, GError **error)
-{
-  JsonObjectIter iter;
-  const char *key;
-  JsonNode *value;
-  gint64 max_id = -1;
+/* One model.vocab member as read, before repeated pieces are resolved. */
+typedef struct {
+  const char *piece; /* in tok->strings */
+  guint32 len;
+  gint32 id;         /* -1 once a later member with the same piece overrides it */
+} VocabEntry;
 
-  /* First pass: validate and size the tables. */
-  json_object_iter_init (&iter, vocab);
-  while (json_object_iter_next (&iter, &key, &value)) {
-    if (!node_is (value, G_TYPE_INT64) || json_node_get_int (value) < 0 || json_node_get_int (value) >= MAX_ID)
-      return fail (error, G3N_ERROR_FORMAT, "model.vocab[\"%s\"] is not an id in 0..%d", key, MAX_ID - 1);
-    max_id = MAX (max_id, json_node_get_int (value));
+static gboolean
+read_vocab (G3nTokenizer *tok, Scanner *s, GArray *entries, GError **error)
+{
+  gboolean more;
+  Text key;
+
+  s->p++; /* the '{' */
+  for (gsize n = 0; scan_next (s, '}', n == 0, &more, error); n++) {
+    if (!more)
+      return TRUE;
+    if (!scan_key (s, &key, error))
+      return FALSE;
+    gint64 id = -1; /* stays so for a value that is not a number */
+    int c = scan_peek (s);
+    if ((c == '-' || g_ascii_isdigit (c)) && !scan_number (s, &id, error))
+      return FALSE;
+    if (id < 0)
+      return fail (error, G3N_ERROR_FORMAT, "model.vocab[\"%.*s\"] is not an id in 0..%d", (int) key.len, key.str,
+                   MAX_ID - 1);
+    VocabEntry e = { g_string_chunk_insert_len (tok->strings, key.str, key.len), (guint32) key.len, (gint32) id };
+    g_array_append_val (entries, e);
   }
-  tok->n_model_ids = (gint32) (max_id + 1);
-  tok->n_model_entries = (gint32) json_object_get_size (vocab);
+  return FALSE;
+}
+
+/* Build the piece -> id table and the id -> piece arrays. Of members with equal pieces the last one counts, as when
+ * the reference collects the JSON object into a map: entering them last first, the later one is met first. */
+static gboolean
+index_vocab (G3nTokenizer *tok, GArray *entries, GError **error)
+{
+  VocabEntry *e = (VocabEntry *) entries->data;
+  guint32 cap = table_capacity (entries->len);
+  gint32 max_id = -1, *slots = g_new (gint32, cap);
+
+  memset (slots, 0xff, cap * sizeof (gint32));
+  tok->vocab_slots = slots;
+  tok->vocab_mask = cap - 1;
+  tok->n_model_entries = 0;
+  for (gint32 k = (gint32) entries->len - 1; k >= 0; k--) { /* slots hold entry indices for now */
+    guint32 i = hash_bytes (e[k].piece, e[k].len) & tok->vocab_mask;
+    while (slots[i] >= 0 && !(e[slots[i]].len == e[k].len && memcmp (e[slots[i]].piece, e[k].piece, e[k].len) == 0))
+      i = (i + 1) & tok->vocab_mask;
+    if (slots[i] >= 0) {
+      e[k].id = -1;
+      continue;
+    }
+    slots[i] = k;
+    tok->n_model_entries++;
+    max_id = MAX (max_id, e[k].id);
+  }
+  for (guint32 i = 0; i < cap; i++)
+    if (slots[i] >= 0)
+      slots[i] = e[slots[i]].id;
+
+  tok->n_model_ids = max_id + 1;
   tok->model_piece = g_new0 (char *, tok->n_model_ids);
   tok->model_piece_len = g_new0 (guint32, tok->n_model_ids);
-
-  json_object_iter_init (&iter, vocab);
-  while (json_object_iter_next (&iter, &key, &value)) {
-    gint32 id = (gint32) json_node_get_int (value);
+  for (guint k = 0; k < entries->len; k++) {
+    gint32 id = e[k].id;
+    if (id < 0)
+      continue;
     /* One piece per id: two pieces sharing an id would make id -> piece ambiguous. */
     if (tok->model_piece[id])
       return fail (error, G3N_ERROR_FORMAT, "model.vocab maps both \"%s\" and \"%s\" to id %d",
-                   tok->model_piece[id], key, id);
-    gsize len = strlen (key);
-    tok->model_piece[id] = g_string_chunk_insert_len (tok->strings, key, len);
-    tok->model_piece_len[id] = (guint32) len;
+                   tok->model_piece[id], e[k].piece, id);
+    tok->model_piece[id] = (char *) e[k].piece;
+    tok->model_piece_len[id] = e[k].len;
   }
-  vocab_rebuild (tok);
+  return TRUE;
+}
 
+static gboolean
+load_vocab (G3nTokenizer *tok, const Document *d, GError **error)
+{
+  Scanner s = document_scanner (d, &d->vocab);
+  GArray *entries = g_array_sized_new (FALSE, FALSE, sizeof (VocabEntry), (guint) d->vocab.n_items);
+  gboolean ok = read_vocab (tok, &s, entries, error) && index_vocab (tok, entries, error);
+
+  g_array_free (entries, TRUE);
+  if (!ok)
+    return FALSE;
   for (int b = 0; b < 256; b++) {
     char name[8];
     g_snprintf (name, sizeof name, "<0x%02X>", b);
@@ -992,34 +1457,56 @@ load_vocab (G3nTokenizer *tok, JsonObject *vocab, GError **error)
   return TRUE;
 }
 
-/* One merges entry, "a b" (exactly one space) or ["a", "b"], as two strings pointing into the JSON tree. */
+/* The elements of a merges entry in array form; *ok tells whether they are exactly two strings. */
 static gboolean
-merge_parts (JsonNode *n, guint index, const char **a, gsize *alen, const char **b, gsize *blen, GError **error)
+read_merge_pair (Scanner *s, GString *bufs[2], Text parts[2], gboolean *ok, GError **error)
 {
-  if (node_is (n, G_TYPE_STRING)) {
-    const char *s = json_node_get_string (n), *sp = strchr (s, ' ');
-    if (!sp || strchr (sp + 1, ' '))
-      return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] \"%s\" is not two tokens separated by a space", index,
-                   s);
-    *a = s;
-    *alen = sp - s;
-    *b = sp + 1;
-    *blen = strlen (sp + 1);
-    return TRUE;
-  }
-  if (n && JSON_NODE_HOLDS_ARRAY (n)) {
-    JsonArray *pair = json_node_get_array (n);
-    JsonNode *na = json_array_get_length (pair) == 2 ? json_array_get_element (pair, 0) : NULL;
-    JsonNode *nb = na ? json_array_get_element (pair, 1) : NULL;
-    if (node_is (na, G_TYPE_STRING) && node_is (nb, G_TYPE_STRING)) {
-      *a = json_node_get_string (na);
-      *alen = strlen (*a);
-      *b = json_node_get_string (nb);
-      *blen = strlen (*b);
+  gboolean more;
+  gsize n = 0;
+
+  *ok = TRUE;
+  s->p++; /* the '[' */
+  for (; scan_next (s, ']', n == 0, &more, error); n++) {
+    if (!more) {
+      *ok = *ok && n == 2;
       return TRUE;
     }
+    if (n < 2 && scan_peek (s) == '"') {
+      if (!scan_string (s, bufs[n], &parts[n], error))
+        return FALSE;
+    } else {
+      *ok = FALSE;
+      if (!scan_value (s, TABLE_DEPTH + 2, NULL, error))
+        return FALSE;
+    }
   }
-  return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] is neither \"a b\" nor [\"a\", \"b\"]", index);
+  return FALSE;
+}
+
+/* One merges entry, "a b" (exactly one space) or ["a", "b"], as its two parts. */
+static gboolean
+read_merge (Scanner *s, guint index, GString *bufs[2], Text parts[2], GError **error)
+{
+  int c = scan_peek (s);
+  gboolean ok = FALSE;
+  Text t;
+
+  if (c == '"') {
+    if (!scan_string (s, bufs[0], &t, error))
+      return FALSE;
+    const char *sp = memchr (t.str, ' ', t.len), *end = t.str + t.len;
+    if (!sp || memchr (sp + 1, ' ', end - sp - 1))
+      return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] \"%.*s\" is not two tokens separated by a space",
+                   index, (int) t.len, t.str);
+    parts[0] = (Text) { t.str, sp - t.str };
+    parts[1] = (Text) { sp + 1, end - sp - 1 };
+    return TRUE;
+  }
+  if (c == '[' && !read_merge_pair (s, bufs, parts, &ok, error))
+    return FALSE;
+  if (!ok)
+    return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] is neither \"a b\" nor [\"a\", \"b\"]", index);
+  return TRUE;
 }
 
 /* Enter merge number `rank`; the merged piece is a + b with b's continuing-subword prefix removed. */
@@ -1051,24 +1538,29 @@ add_merge (G3nTokenizer *tok, guint rank, const char *a, gsize alen, const char 
 }
 
 static gboolean
-load_merges (G3nTokenizer *tok, JsonArray *merges, GError **error)
+load_merges (G3nTokenizer *tok, const Document *d, GError **error)
 {
-  guint n = json_array_get_length (merges);
-  guint32 cap = table_capacity (n);
-  GString *buf = g_string_new (NULL);
-  gboolean ok = TRUE;
+  Scanner s = document_scanner (d, &d->merges);
+  guint32 cap = table_capacity (d->merges.n_items);
+  GString *buf = g_string_new (NULL), *bufs[2] = { g_string_new (NULL), g_string_new (NULL) };
+  gboolean ok = TRUE, more;
 
   tok->merge_mask = cap - 1;
   tok->merges = g_new (MergeEntry, cap);
   for (guint32 i = 0; i < cap; i++)
     tok->merges[i].key = MERGE_EMPTY;
-  for (guint r = 0; ok && r < n; r++) {
-    const char *a = NULL, *b = NULL;
-    gsize alen = 0, blen = 0;
-    ok = merge_parts (json_array_get_element (merges, r), r, &a, &alen, &b, &blen, error)
-         && add_merge (tok, r, a, alen, b, blen, buf, error);
+  s.p++; /* the '[' */
+  for (guint r = 0; ok; r++) {
+    Text parts[2];
+    ok = scan_next (&s, ']', r == 0, &more, error);
+    if (!ok || !more)
+      break;
+    ok = read_merge (&s, r, bufs, parts, error)
+         && add_merge (tok, r, parts[0].str, parts[0].len, parts[1].str, parts[1].len, buf, error);
   }
   g_string_free (buf, TRUE);
+  g_string_free (bufs[0], TRUE);
+  g_string_free (bufs[1], TRUE);
   return ok;
 }
 
@@ -1096,7 +1588,7 @@ load_bpe_options (G3nTokenizer *tok, JsonObject *m, GError **error)
 }
 
 static gboolean
-load_model (G3nTokenizer *tok, JsonObject *root, GError **error)
+load_model (G3nTokenizer *tok, JsonObject *root, const Document *d, GError **error)
 {
   JsonNode *n = member (root, "model");
   const char *type;
@@ -1114,8 +1606,10 @@ load_model (G3nTokenizer *tok, JsonObject *root, GError **error)
     return fail (error, G3N_ERROR_FORMAT, "model lacks the object \"vocab\"");
   if (!merges || !JSON_NODE_HOLDS_ARRAY (merges))
     return fail (error, G3N_ERROR_FORMAT, "model lacks the array \"merges\"");
-  return load_vocab (tok, json_node_get_object (vocab), error) && load_bpe_options (tok, m, error)
-         && load_merges (tok, json_node_get_array (merges), error);
+  /* Those two are emptied stand-ins: the members themselves are read from the document. */
+  if (!d->vocab.start || !d->merges.start)
+    return fail (error, G3N_ERROR_FORMAT, "model.vocab or model.merges not found where expected");
+  return load_vocab (tok, d, error) && load_bpe_options (tok, m, error) && load_merges (tok, d, error);
 }
 
 /* ---------------------------------------------------------------- added tokens */
@@ -1442,7 +1936,7 @@ load_components (G3nTokenizer *tok, JsonObject *root, GError **error)
 }
 
 static G3nTokenizer *
-tokenizer_from_root (JsonNode *root_node, GError **error)
+tokenizer_from_root (JsonNode *root_node, const Document *d, GError **error)
 {
   G3nTokenizer *tok = g_new0 (G3nTokenizer, 1);
 
@@ -1456,7 +1950,7 @@ tokenizer_from_root (JsonNode *root_node, GError **error)
   }
   JsonObject *root = json_node_get_object (root_node);
   /* Components first: added tokens marked `normalized` are matched in normalized form. */
-  if (!load_components (tok, root, error) || !load_model (tok, root, error) || !load_added_tokens (tok, root, error)
+  if (!load_components (tok, root, error) || !load_model (tok, root, d, error) || !load_added_tokens (tok, root, error)
       || !load_post_processor (tok, root, error)) {
     g3n_tokenizer_free (tok);
     return NULL;
@@ -1464,20 +1958,37 @@ tokenizer_from_root (JsonNode *root_node, GError **error)
   return tok;
 }
 
-G3nTokenizer *
-g3n_tokenizer_new_from_data (const char *data, gssize len, GError **error)
+/* Parse the document, less the model's tables, with json-glib and build the tokenizer. */
+static G3nTokenizer *
+tokenizer_from_document (const Document *d, GError **error)
 {
+  GString *rest = document_rest (d);
   JsonParser *parser = json_parser_new ();
   GError *json_error = NULL;
   G3nTokenizer *tok = NULL;
 
-  g_return_val_if_fail (data != NULL || len == 0, NULL);
-  if (!json_parser_load_from_data (parser, data ? data : "", len, &json_error)) {
+  if (json_parser_load_from_data (parser, rest->str, (gssize) rest->len, &json_error))
+    tok = tokenizer_from_root (json_parser_get_root (parser), d, error);
+  else { /* unexpected once the scan passed, but json-glib has its own limits */
     g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "tokenizer.json: malformed JSON: %s", json_error->message);
     g_error_free (json_error);
-  } else
-    tok = tokenizer_from_root (json_parser_get_root (parser), error);
+  }
   g_object_unref (parser);
+  g_string_free (rest, TRUE);
+  return tok;
+}
+
+G3nTokenizer *
+g3n_tokenizer_new_from_data (const char *data, gssize len, GError **error)
+{
+  g_return_val_if_fail (data != NULL || len == 0, NULL);
+  Document d = { data ? data : "", 0, g_string_new (NULL), { 0 }, { 0 } };
+  G3nTokenizer *tok = NULL;
+
+  d.len = len < 0 ? strlen (d.text) : (gsize) len;
+  if (scan_document (&d, error))
+    tok = tokenizer_from_document (&d, error);
+  g_string_free (d.scratch, TRUE);
   return tok;
 }
 

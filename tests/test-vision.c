@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -150,17 +151,22 @@ test_small_images (Tally *t, const char *model_dir, const char *data_dir)
     check (t, FALSE, "%s missing or not 97x61 RGB", raw_path);
   }
 
-  /* Our decode (libavcodec) differs from libjpeg's colour conversion by a few levels at most. */
+  /* Chroma upsampling and colour conversion follow libjpeg, but libavcodec's IDCT is not libjpeg's ISLOW:
+   * a few levels on a few pixels. */
   g_autofree char *jpg = g_build_filename (data_dir, "small.jpg", NULL);
   g_autoptr (G3nImage) img = g3n_image_load_file (jpg, &error);
   int max_diff = 256;
+  double mean_diff = 256;
   if (img && raw && img->width == 97 && img->height == 61) {
-    max_diff = 0;
-    for (gsize i = 0; i < raw_len; i++)
-      max_diff = MAX (max_diff, abs ((int) img->rgb[i] - (guint8) raw[i]));
+    max_diff = 0, mean_diff = 0;
+    for (gsize i = 0; i < raw_len; i++) {
+      int d = abs ((int) img->rgb[i] - (guint8) raw[i]);
+      max_diff = MAX (max_diff, d), mean_diff += d;
+    }
+    mean_diff /= raw_len;
   }
-  check (t, max_diff <= 4, "JPEG decode within 4 levels of PIL (max %d)%s%s", max_diff, error ? ": " : "",
-         error ? error->message : "");
+  check (t, mean_diff <= 0.5 && max_diff <= 4, "JPEG decode close to PIL's (mean %.2f, max %d levels)%s%s", mean_diff, max_diff,
+         error ? ": " : "", error ? error->message : "");
 }
 
 /* ---------------------------------------------------------------- frames */
