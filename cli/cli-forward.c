@@ -5,14 +5,8 @@
 
 #include <string.h>
 
-/* Output tensors, owning their data until written. */
-typedef struct {
-  GArray *tensors; /* G3nTensor */
-  GPtrArray *data;
-} Outputs;
-
-static void
-add_output (Outputs *o, const char *name, G3nDType dtype, void *data, int ndim, const int64_t *shape)
+void
+g3n_cli_output (G3nCliOutputs *o, const char *name, G3nDType dtype, void *data, int ndim, const int64_t *shape)
 {
   G3nTensor t = { .name = name, .dtype = dtype, .ndim = ndim, .data = data };
   memcpy (t.shape, shape, sizeof (int64_t) * ndim);
@@ -20,9 +14,8 @@ add_output (Outputs *o, const char *name, G3nDType dtype, void *data, int ndim, 
   g_ptr_array_add (o->data, data);
 }
 
-/* An integer id tensor of shape [B, T] (or [T]) as int32, checked. */
-static int32_t *
-read_ids (const G3nSafetensors *in, const char *name, int *B, int *T, GError **error)
+int32_t *
+g3n_cli_read_ids (const G3nSafetensors *in, const char *name, int *B, int *T, GError **error)
 {
   const G3nTensor *t = g3n_safetensors_find (in, name);
   if (!t)
@@ -61,7 +54,7 @@ read_ids (const G3nSafetensors *in, const char *name, int *B, int *T, GError **e
 
 /* text_input_ids → text_logits, text_last_hidden_state, text_per_layer_inputs [, text_hidden_states]. */
 static gboolean
-forward_text (G3nModel *model, const int32_t *ids, int B, int T, gboolean hidden, Outputs *o, GError **error)
+forward_text (G3nModel *model, const int32_t *ids, int B, int T, gboolean hidden, G3nCliOutputs *o, GError **error)
 {
   int V = g3n_model_n_vocab (model), H = g3n_model_n_embd (model), L = g3n_model_n_layers (model);
   int A = g3n_model_n_altup (model), P = g3n_model_n_embd_per_layer (model);
@@ -69,11 +62,11 @@ forward_text (G3nModel *model, const int32_t *ids, int B, int T, gboolean hidden
   float *logits = g_new (float, BT * V), *last = g_new (float, BT * H), *pli = g_new (float, BT * L * P);
   float *hs = hidden ? g_new (float, (gsize) (L + 1) * A * BT * H) : NULL;
   float *hs_one = hidden ? g_new (float, (gsize) (L + 1) * A * T * H) : NULL;
-  add_output (o, "text_logits", G3N_DTYPE_F32, logits, 3, (int64_t[]) { B, T, V });
-  add_output (o, "text_last_hidden_state", G3N_DTYPE_F32, last, 3, (int64_t[]) { B, T, H });
-  add_output (o, "text_per_layer_inputs", G3N_DTYPE_F32, pli, 4, (int64_t[]) { B, T, L, P });
+  g3n_cli_output (o, "text_logits", G3N_DTYPE_F32, logits, 3, (int64_t[]) { B, T, V });
+  g3n_cli_output (o, "text_last_hidden_state", G3N_DTYPE_F32, last, 3, (int64_t[]) { B, T, H });
+  g3n_cli_output (o, "text_per_layer_inputs", G3N_DTYPE_F32, pli, 4, (int64_t[]) { B, T, L, P });
   if (hidden)
-    add_output (o, "text_hidden_states", G3N_DTYPE_F32, hs, 5, (int64_t[]) { L + 1, A, B, T, H });
+    g3n_cli_output (o, "text_hidden_states", G3N_DTYPE_F32, hs, 5, (int64_t[]) { L + 1, A, B, T, H });
   gboolean ok = TRUE;
   for (int b = 0; b < B && ok; b++) {
     G3nContextParams cp = g3n_context_default_params ();
@@ -95,14 +88,14 @@ forward_text (G3nModel *model, const int32_t *ids, int B, int T, gboolean hidden
 
 /* generate_prompt_ids → generated_ids [1, N], generated_logits [N, V] (greedy, no EOS stop). */
 static gboolean
-forward_generate (G3nModel *model, const int32_t *prompt, int T, int n_new, Outputs *o, GError **error)
+forward_generate (G3nModel *model, const int32_t *prompt, int T, int n_new, G3nCliOutputs *o, GError **error)
 {
   int V = g3n_model_n_vocab (model);
   int32_t *ids32 = g_new (int32_t, n_new);
   gint64 *ids = g_new (gint64, n_new);
   float *logits = g_new (float, (gsize) n_new * V);
-  add_output (o, "generated_ids", G3N_DTYPE_I64, ids, 2, (int64_t[]) { 1, n_new });
-  add_output (o, "generated_logits", G3N_DTYPE_F32, logits, 2, (int64_t[]) { n_new, V });
+  g3n_cli_output (o, "generated_ids", G3N_DTYPE_I64, ids, 2, (int64_t[]) { 1, n_new });
+  g3n_cli_output (o, "generated_logits", G3N_DTYPE_F32, logits, 2, (int64_t[]) { n_new, V });
   G3nContextParams cp = g3n_context_default_params ();
   cp.n_ctx = T + n_new;
   G3nContext *ctx = g3n_context_new (model, &cp, error);
@@ -115,11 +108,12 @@ forward_generate (G3nModel *model, const int32_t *prompt, int T, int n_new, Outp
 }
 
 static gboolean
-run_forward (G3nModel *model, const G3nSafetensors *in, gboolean hidden, int n_generate, Outputs *o, GError **error)
+run_forward (G3nModel *model, const G3nSafetensors *in, gboolean hidden, int n_generate, int n_mm_generate,
+             G3nCliOutputs *o, GError **error)
 {
   int B, T;
   gboolean any = FALSE;
-  g_autofree int32_t *text = read_ids (in, "text_input_ids", &B, &T, error);
+  g_autofree int32_t *text = g3n_cli_read_ids (in, "text_input_ids", &B, &T, error);
   if (*error)
     return FALSE;
   if (text) {
@@ -127,15 +121,15 @@ run_forward (G3nModel *model, const G3nSafetensors *in, gboolean hidden, int n_g
     if (!forward_text (model, text, B, T, hidden, o, error))
       return FALSE;
   }
-  if (n_generate > 0) {
-    g_autofree int32_t *prompt = read_ids (in, "generate_prompt_ids", &B, &T, error);
-    if (*error)
+  if (n_generate > 0 && !g3n_safetensors_find (in, "generate_prompt_ids") && !g3n_safetensors_find (in, "mm_input_ids")) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "%s: --generate needs 'generate_prompt_ids' or 'mm_input_ids'", g3n_safetensors_path (in));
+    return FALSE;
+  }
+  if (n_generate > 0 && g3n_safetensors_find (in, "generate_prompt_ids")) {
+    g_autofree int32_t *prompt = g3n_cli_read_ids (in, "generate_prompt_ids", &B, &T, error);
+    if (!prompt)
       return FALSE;
-    if (!prompt) {
-      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: --generate needs 'generate_prompt_ids'",
-                   g3n_safetensors_path (in));
-      return FALSE;
-    }
     if (B != 1) {
       g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: 'generate_prompt_ids' must hold one prompt",
                    g3n_safetensors_path (in));
@@ -145,9 +139,12 @@ run_forward (G3nModel *model, const G3nSafetensors *in, gboolean hidden, int n_g
     if (!forward_generate (model, prompt, T, n_generate, o, error))
       return FALSE;
   }
+  if (!g3n_cli_forward_towers (model, in, n_mm_generate >= 0 ? n_mm_generate : n_generate, o, &any, error))
+    return FALSE;
   if (!any)
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
-                 "%s: no input this command recognises (text_input_ids; generate_prompt_ids with --generate)",
+                 "%s: no input this command recognises (text_input_ids, audio_waveform, input_features, "
+                 "pixel_values, mm_input_ids; generate_prompt_ids with --generate)",
                  g3n_safetensors_path (in));
   return any;
 }
@@ -156,7 +153,7 @@ int
 g3n_cli_forward (int argc, char **argv)
 {
   g_autofree char *model_dir = NULL, *inputs = NULL, *output = NULL;
-  int threads = 0, n_generate = 0;
+  int threads = 0, n_generate = 0, n_mm_generate = -1;
   gboolean hidden = FALSE;
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir, "Checkpoint folder (config.json + safetensors)", "DIR" },
@@ -166,7 +163,10 @@ g3n_cli_forward (int argc, char **argv)
     { "hidden-states", 0, 0, G_OPTION_ARG_NONE, &hidden, "Also write text_hidden_states (every layer's AltUp streams)",
       NULL },
     { "generate", 'g', 0, G_OPTION_ARG_INT, &n_generate,
-      "Greedy-generate N tokens from generate_prompt_ids; writes generated_ids and generated_logits", "N" },
+      "Greedy-generate N tokens from generate_prompt_ids (generated_ids, generated_logits) and from the "
+      "multimodal prompt (mm_generated_ids, mm_generated_logits)", "N" },
+    { "mm-generate", 0, 0, G_OPTION_ARG_INT, &n_mm_generate,
+      "Tokens to generate from mm_input_ids when it differs from --generate", "N" },
     { NULL },
   };
   g_autoptr (GOptionContext) octx = g_option_context_new ("- run the model on named input tensors");
@@ -191,8 +191,8 @@ g3n_cli_forward (int argc, char **argv)
   if (!in)
     return g3n_cli_fail ("%s", error->message);
   G3nModel *model = g3n_model_load (model_dir, &error);
-  Outputs o = { g_array_new (FALSE, FALSE, sizeof (G3nTensor)), g_ptr_array_new_with_free_func (g_free) };
-  gboolean ok = model && run_forward (model, in, hidden, n_generate, &o, &error)
+  G3nCliOutputs o = { g_array_new (FALSE, FALSE, sizeof (G3nTensor)), g_ptr_array_new_with_free_func (g_free) };
+  gboolean ok = model && run_forward (model, in, hidden, n_generate, n_mm_generate, &o, &error)
                 && g3n_safetensors_write (output, (const G3nTensor *) o.tensors->data, o.tensors->len, &error);
   g_array_free (o.tensors, TRUE);
   g_ptr_array_free (o.data, TRUE);

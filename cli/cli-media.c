@@ -3,11 +3,15 @@
 #include "cli.h"
 #include "audio-encoder.h"
 #include "audio-features.h"
+#include "image-preprocess.h"
+#include "vision-encoder.h"
 
 struct _G3nCliMedia {
   G3nModel *model;
   G3nAudioFeatures *fx;
   G3nAudioEncoder *audio;
+  G3nVisionEncoder *vision;
+  G3nImageParams image_params;
 };
 
 G3nCliMedia *
@@ -24,6 +28,7 @@ g3n_cli_media_free (G3nCliMedia *m)
   if (!m)
     return;
   g3n_audio_encoder_free (m->audio);
+  g3n_vision_encoder_free (m->vision);
   g3n_audio_features_free (m->fx);
   g3n_model_unref (m->model);
   g_free (m);
@@ -61,6 +66,22 @@ g3n_cli_media_add_audio (G3nCliMedia *m, G3nSession *session, const char *path, 
 gboolean
 g3n_cli_media_add_image (G3nCliMedia *m, G3nSession *session, const char *path, GError **error)
 {
-  g_set_error (error, G3N_ERROR, G3N_ERROR_UNSUPPORTED, "%s: images are not supported by this build yet", path);
-  return FALSE;
+  if (!m->vision) {
+    if (!g3n_image_params_load (g3n_model_path (m->model), &m->image_params, error))
+      return FALSE;
+    m->vision = g3n_vision_encoder_new (m->model, error);
+    if (!m->vision)
+      return FALSE;
+  }
+  G3nImage *img = g3n_image_load_file (path, error);
+  if (!img)
+    return FALSE;
+  int size = g3n_vision_encoder_image_size (m->vision), n_tok = g3n_vision_encoder_n_tokens (m->vision);
+  g_autofree float *pixels = g_new (float, (gsize) 3 * size * size);
+  g_autofree float *embeds = g_new (float, (gsize) n_tok * g3n_model_n_embd (m->model));
+  gboolean ok = g3n_image_preprocess (&m->image_params, img, pixels, error)
+                && g3n_vision_encoder_encode (m->vision, pixels, NULL, embeds, NULL, error)
+                && g3n_session_add_image_embeddings (session, embeds, n_tok, error);
+  g3n_image_free (img);
+  return ok;
 }

@@ -3,6 +3,7 @@
 #define G3N_CLI_H
 
 #include "gemma3n.h"
+#include "safetensors.h"
 
 /* Each command parses its own options from argv (argv[0] is the command name) and returns the exit code. */
 int g3n_cli_forward (int argc, char **argv);
@@ -10,6 +11,8 @@ int g3n_cli_generate (int argc, char **argv);
 int g3n_cli_tokenize (int argc, char **argv);
 int g3n_cli_detokenize (int argc, char **argv);
 int g3n_cli_chat (int argc, char **argv);
+int g3n_cli_preprocess (int argc, char **argv);
+int g3n_cli_run (int argc, char **argv);
 
 /* Sampling options shared by generate and chat. */
 typedef struct {
@@ -39,6 +42,20 @@ int g3n_cli_fail (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 gboolean g3n_cli_parse (GOptionContext *octx, int *argc, char ***argv);
 /* Index of the largest value; the first one on ties, as torch.argmax. */
 int g3n_cli_argmax (const float *x, int n);
+
+/* Output tensors of `forward`, owning their data until written. */
+typedef struct {
+  GArray *tensors; /* G3nTensor */
+  GPtrArray *data;
+} G3nCliOutputs;
+
+/* Adds an output (takes ownership of data, g_free'd). */
+void g3n_cli_output (G3nCliOutputs *o, const char *name, G3nDType dtype, void *data, int ndim, const int64_t *shape);
+/* An integer id tensor of shape [B, T] (or [T]) as int32, checked; NULL without error when absent. */
+int32_t *g3n_cli_read_ids (const G3nSafetensors *in, const char *name, int *B, int *T, GError **error);
+/* Audio, vision and multimodal outputs; sets *any when an input was recognised. */
+gboolean g3n_cli_forward_towers (G3nModel *model, const G3nSafetensors *in, int n_generate, G3nCliOutputs *o,
+                                 gboolean *any, GError **error);
 
 /* Greedy decoding: feeds `prompt` then picks the argmax n_new times. Writes the new ids and, if
  * `logits` is set, each step's logits ([n_new, n_vocab]). */

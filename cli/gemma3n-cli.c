@@ -15,7 +15,9 @@ typedef struct {
 static const Command commands[] = {
   { "forward", g3n_cli_forward, "run the model on tensors from a safetensors file and write its outputs" },
   { "generate", g3n_cli_generate, "generate from a text prompt or from token ids" },
+  { "run", g3n_cli_run, "one multimodal turn (--image, --audio, -p) with the answer streamed" },
   { "chat", g3n_cli_chat, "interactive chat (text, /image, /audio), one KV cache across turns" },
+  { "preprocess", g3n_cli_preprocess, "an image file into pixel_values (safetensors)" },
   { "tokenize", g3n_cli_tokenize, "print the token ids of a text" },
   { "detokenize", g3n_cli_detokenize, "print the text of token ids" },
 };

@@ -1225,6 +1225,14 @@ typedef struct {
   gboolean special, single_word, lstrip, rstrip, normalized;
 } AddedToken;
 
+/* A slot of the piece -> id table. It repeats the piece's address and length and keeps its hash, so that a lookup
+ * reads only the slot and, on a likely hit, the text: loading alone makes over a million lookups. */
+typedef struct {
+  const char *piece;
+  guint32 len, hash;
+  gint32 id; /* -1 when empty */
+} VocabSlot;
+
 #define MERGE_EMPTY G_MAXUINT64
 
 typedef struct {
@@ -1253,7 +1261,7 @@ struct _G3nTokenizer {
   guint32 *model_piece_len;
   gint32 n_model_ids;     /* one past the largest model id */
   gint32 n_model_entries; /* number of vocab entries: where the reference numbers new added tokens from */
-  gint32 *vocab_slots;
+  VocabSlot *vocab_slots;
   guint32 vocab_mask;
   MergeEntry *merges; /* open addressing on the pair; one entry per cache-line share */
   guint32 merge_mask;
@@ -1306,35 +1314,57 @@ table_capacity (gsize entries)
   return cap;
 }
 
+/* The id of piece s[0..n) whose hash is h, or -1. */
+static gint32
+vocab_find (const G3nTokenizer *tok, const char *s, gsize n, guint32 h)
+{
+  for (guint32 i = h & tok->vocab_mask;; i = (i + 1) & tok->vocab_mask) {
+    const VocabSlot *slot = &tok->vocab_slots[i];
+    if (slot->id < 0)
+      return -1;
+    if (slot->hash == h && slot->len == n && memcmp (slot->piece, s, n) == 0)
+      return slot->id;
+  }
+}
+
 static gint32
 vocab_lookup (const G3nTokenizer *tok, const char *s, gsize n)
 {
-  for (guint32 i = hash_bytes (s, n) & tok->vocab_mask;; i = (i + 1) & tok->vocab_mask) {
-    gint32 id = tok->vocab_slots[i];
-    if (id < 0)
-      return -1;
-    if (tok->model_piece_len[id] == n && memcmp (tok->model_piece[id], s, n) == 0)
-      return id;
-  }
+  return vocab_find (tok, s, n, hash_bytes (s, n));
+}
+
+/* An empty piece -> id table with room for `entries` pieces. */
+static void
+vocab_table_new (G3nTokenizer *tok, gsize entries)
+{
+  guint32 cap = table_capacity (entries);
+
+  g_free (tok->vocab_slots);
+  tok->vocab_slots = g_new (VocabSlot, cap);
+  memset (tok->vocab_slots, 0xff, cap * sizeof (VocabSlot));
+  tok->vocab_mask = cap - 1;
+}
+
+/* The first empty slot from the home of hash h on. */
+static VocabSlot *
+vocab_free_slot (const G3nTokenizer *tok, guint32 h)
+{
+  guint32 i = h & tok->vocab_mask;
+  while (tok->vocab_slots[i].id >= 0)
+    i = (i + 1) & tok->vocab_mask;
+  return &tok->vocab_slots[i];
 }
 
 /* (Re)build the piece -> id table from model_piece. */
 static void
 vocab_rebuild (G3nTokenizer *tok)
 {
-  guint32 cap = table_capacity (tok->n_model_entries);
-
-  g_free (tok->vocab_slots);
-  tok->vocab_slots = g_new (gint32, cap);
-  memset (tok->vocab_slots, 0xff, cap * sizeof (gint32));
-  tok->vocab_mask = cap - 1;
+  vocab_table_new (tok, tok->n_model_entries);
   for (gint32 id = 0; id < tok->n_model_ids; id++) {
     if (!tok->model_piece[id])
       continue;
-    guint32 i = hash_bytes (tok->model_piece[id], tok->model_piece_len[id]) & tok->vocab_mask;
-    while (tok->vocab_slots[i] >= 0)
-      i = (i + 1) & tok->vocab_mask;
-    tok->vocab_slots[i] = id;
+    guint32 h = hash_bytes (tok->model_piece[id], tok->model_piece_len[id]);
+    *vocab_free_slot (tok, h) = (VocabSlot) { tok->model_piece[id], tok->model_piece_len[id], h, id };
   }
 }
 
@@ -1364,7 +1394,7 @@ merge_lookup (const G3nTokenizer *tok, gint32 left, gint32 right, gint32 *rank, 
 /* One model.vocab member as read, before repeated pieces are resolved. */
 typedef struct {
   const char *piece; /* in tok->strings */
-  guint32 len;
+  guint32 len, hash;
   gint32 id;         /* -1 once a later member with the same piece overrides it */
 } VocabEntry;
 
@@ -1387,7 +1417,8 @@ read_vocab (G3nTokenizer *tok, Scanner *s, GArray *entries, GError **error)
     if (id < 0)
       return fail (error, G3N_ERROR_FORMAT, "model.vocab[\"%.*s\"] is not an id in 0..%d", (int) key.len, key.str,
                    MAX_ID - 1);
-    VocabEntry e = { g_string_chunk_insert_len (tok->strings, key.str, key.len), (guint32) key.len, (gint32) id };
+    VocabEntry e = { g_string_chunk_insert_len (tok->strings, key.str, key.len), (guint32) key.len,
+                     hash_bytes (key.str, key.len), (gint32) id };
     g_array_append_val (entries, e);
   }
   return FALSE;
@@ -1399,28 +1430,27 @@ static gboolean
 index_vocab (G3nTokenizer *tok, GArray *entries, GError **error)
 {
   VocabEntry *e = (VocabEntry *) entries->data;
-  guint32 cap = table_capacity (entries->len);
-  gint32 max_id = -1, *slots = g_new (gint32, cap);
+  gint32 max_id = -1;
 
-  memset (slots, 0xff, cap * sizeof (gint32));
-  tok->vocab_slots = slots;
-  tok->vocab_mask = cap - 1;
+  vocab_table_new (tok, entries->len);
+  VocabSlot *slots = tok->vocab_slots;
   tok->n_model_entries = 0;
   for (gint32 k = (gint32) entries->len - 1; k >= 0; k--) { /* slots hold entry indices for now */
-    guint32 i = hash_bytes (e[k].piece, e[k].len) & tok->vocab_mask;
-    while (slots[i] >= 0 && !(e[slots[i]].len == e[k].len && memcmp (e[slots[i]].piece, e[k].piece, e[k].len) == 0))
-      i = (i + 1) & tok->vocab_mask;
-    if (slots[i] >= 0) {
+    guint32 i = e[k].hash & tok->vocab_mask;
+    for (; slots[i].id >= 0; i = (i + 1) & tok->vocab_mask)
+      if (slots[i].hash == e[k].hash && slots[i].len == e[k].len && memcmp (slots[i].piece, e[k].piece, e[k].len) == 0)
+        break;
+    if (slots[i].id >= 0) {
       e[k].id = -1;
       continue;
     }
-    slots[i] = k;
+    slots[i] = (VocabSlot) { e[k].piece, e[k].len, e[k].hash, k };
     tok->n_model_entries++;
     max_id = MAX (max_id, e[k].id);
   }
-  for (guint32 i = 0; i < cap; i++)
-    if (slots[i] >= 0)
-      slots[i] = e[slots[i]].id;
+  for (guint32 i = 0; i <= tok->vocab_mask; i++)
+    if (slots[i].id >= 0)
+      slots[i].id = e[slots[i].id].id;
 
   tok->n_model_ids = max_id + 1;
   tok->model_piece = g_new0 (char *, tok->n_model_ids);
@@ -1515,16 +1545,21 @@ add_merge (G3nTokenizer *tok, guint rank, const char *a, gsize alen, const char 
            GError **error)
 {
   gsize plen = tok->subword_prefix ? strlen (tok->subword_prefix) : 0;
-  gint32 ia = vocab_lookup (tok, a, alen), ib = vocab_lookup (tok, b, blen);
 
-  if (ia < 0 || ib < 0)
-    return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] names \"%.*s\", which is not in the vocabulary", rank,
-                 (int) (ia < 0 ? alen : blen), ia < 0 ? a : b);
   g_string_truncate (buf, 0);
   g_string_append_len (buf, a, alen);
   if (blen >= plen)
     g_string_append_len (buf, b + plen, blen - plen);
-  gint32 inew = vocab_lookup (tok, buf->str, buf->len);
+  /* The three lookups would each wait for memory in turn: start fetching all three slots first. */
+  guint32 ha = hash_bytes (a, alen), hb = hash_bytes (b, blen), hnew = hash_bytes (buf->str, buf->len);
+  __builtin_prefetch (&tok->vocab_slots[ha & tok->vocab_mask]);
+  __builtin_prefetch (&tok->vocab_slots[hb & tok->vocab_mask]);
+  __builtin_prefetch (&tok->vocab_slots[hnew & tok->vocab_mask]);
+  gint32 ia = vocab_find (tok, a, alen, ha), ib = vocab_find (tok, b, blen, hb);
+  if (ia < 0 || ib < 0)
+    return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] names \"%.*s\", which is not in the vocabulary", rank,
+                 (int) (ia < 0 ? alen : blen), ia < 0 ? a : b);
+  gint32 inew = vocab_find (tok, buf->str, buf->len, hnew);
   if (inew < 0)
     return fail (error, G3N_ERROR_FORMAT, "model.merges[%u] makes \"%s\", which is not in the vocabulary", rank,
                  buf->str);

@@ -2,6 +2,7 @@
  *
  *   tensor-compare GOLDEN OUT NAME[=TOL] ...
  *   tensor-compare --ids FILE NAME        prints an integer tensor as comma-separated values
+ *   tensor-compare --extract IN OUT NAME…  writes the named tensors of IN to a new file OUT
  *
  * Float tensors pass when max|out - golden| / max|golden| <= TOL (the fixtures' MANIFEST tolerance);
  * integer tensors (and TOL "exact") must be identical. Shapes must match. Prints one line per tensor and
@@ -110,11 +111,35 @@ print_ids (const char *path, const char *name)
   return 0;
 }
 
+static int
+extract (const char *in_path, const char *out_path, char **names, int n)
+{
+  g_autoptr (GError) error = NULL;
+  G3nSafetensors *in = g3n_safetensors_open (in_path, &error);
+  g_autofree G3nTensor *picked = g_new0 (G3nTensor, MAX (n, 1));
+  for (int i = 0; in && i < n; i++) {
+    const G3nTensor *t = g3n_safetensors_find (in, names[i]);
+    if (!t) {
+      fprintf (stderr, "tensor-compare: %s has no %s\n", in_path, names[i]);
+      g3n_safetensors_free (in);
+      return 2;
+    }
+    picked[i] = *t;
+  }
+  gboolean ok = in && g3n_safetensors_write (out_path, picked, n, &error);
+  if (!ok)
+    fprintf (stderr, "tensor-compare: %s\n", error->message);
+  g3n_safetensors_free (in);
+  return ok ? 0 : 2;
+}
+
 int
 main (int argc, char **argv)
 {
   if (argc == 4 && strcmp (argv[1], "--ids") == 0)
     return print_ids (argv[2], argv[3]);
+  if (argc >= 4 && strcmp (argv[1], "--extract") == 0)
+    return extract (argv[2], argv[3], argv + 4, argc - 4);
   if (argc < 4) {
     fprintf (stderr, "usage: %s GOLDEN OUT NAME[=TOL|=exact] ...\n", argv[0]);
     return 2;

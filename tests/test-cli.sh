@@ -28,6 +28,50 @@ check_forward () { # fixture tolerances...
 check_forward mm-tiny text_logits=1e-4 text_hidden_states=1e-4 text_last_hidden_state=1e-4 text_per_layer_inputs=1e-4
 check_forward text-matformer text_logits=5e-4 text_hidden_states=2e-4 text_last_hidden_state=4e-4 text_per_layer_inputs=1e-4
 
+# the towers and the multimodal forward, from the whole golden file
+if "$CLI" forward --model "$DATA/mm-tiny" --inputs "$DATA/mm-tiny/golden.safetensors" --output "$tmp/mm.safetensors" \
+     --generate 16 --mm-generate 8 \
+   && "$CMP" "$DATA/mm-tiny/golden.safetensors" "$tmp/mm.safetensors" input_features=1e-3 input_features_mask \
+     audio_sscp_output audio_conformer_block_outputs audio_tower_output audio_tower_mask audio_embeds \
+     audio_embeds_padded audio_batch_input_features=1e-3 audio_batch_input_features_mask audio_batch_tower_output \
+     audio_batch_tower_mask audio_batch_embeds vision_tower_output image_embeds vision_block_stats=5e-3 \
+     mm_inputs_embeds mm_logits=2e-4 mm_generated_ids=exact mm_generated_logits=1e-4; then
+  ok "forward mm-tiny: audio, vision and multimodal outputs"
+else
+  bad "forward mm-tiny: audio, vision and multimodal outputs"
+fi
+# input files holding one modality only
+"$CMP" --extract "$DATA/mm-tiny/golden.safetensors" "$tmp/audio-in.safetensors" audio_waveform
+"$CMP" --extract "$DATA/mm-tiny/golden.safetensors" "$tmp/pixels-in.safetensors" pixel_values
+if "$CLI" forward --model "$DATA/mm-tiny" --inputs "$tmp/audio-in.safetensors" --output "$tmp/a.safetensors" \
+   && "$CMP" "$DATA/mm-tiny/golden.safetensors" "$tmp/a.safetensors" input_features=1e-3 audio_tower_output audio_embeds_padded \
+   && "$CLI" forward --model "$DATA/mm-tiny" --inputs "$tmp/pixels-in.safetensors" --output "$tmp/v.safetensors" \
+   && "$CMP" "$DATA/mm-tiny/golden.safetensors" "$tmp/v.safetensors" vision_tower_output image_embeds; then
+  ok "forward on audio alone and on pixels alone"
+else
+  bad "forward on audio alone and on pixels alone"
+fi
+# preprocess: image.png → the reference's pixel_values exactly
+if "$CLI" preprocess --model "$DATA/mm-tiny" --image "$DATA/mm-tiny/image.png" --output "$tmp/px.safetensors" \
+   && "$CMP" "$DATA/mm-tiny/golden.safetensors" "$tmp/px.safetensors" pixel_values=exact; then
+  ok "preprocess image.png"
+else
+  bad "preprocess image.png"
+fi
+# text paths on the tiny model with its tiny tokenizer (random weights: only that they run and stream)
+out=$("$CLI" tokenize --model "$DATA/mm-tiny" "Hello world")
+[ -n "$out" ] && ok "tokenize: $out" || bad "tokenize"
+out=$("$CLI" detokenize --model "$DATA/mm-tiny" $out)
+[ "$out" = "Hello world" ] && ok "detokenize round trip" || bad "detokenize: '$out'"
+"$CLI" generate --model "$DATA/mm-tiny" -p "Hi" --system "Be brief." -n 8 --seed 1 >"$tmp/gen" \
+  && ok "generate -p" || bad "generate -p"
+"$CLI" run --model "$DATA/mm-tiny" --image "$DATA/mm-tiny/image.png" --audio "$DATA/sample/speech.wav" \
+  -p "Describe the picture and transcribe the audio." -n 8 --greedy >"$tmp/run" && ok "run with an image and an audio file" \
+  || bad "run with an image and an audio file"
+printf 'Hello\n/audio %s\nWhat was said?\n/quit\n' "$DATA/sample/speech.wav" \
+  | "$CLI" chat --model "$DATA/mm-tiny" -n 4 --greedy >"$tmp/chat" 2>"$tmp/chat.err" && ok "chat with /audio" \
+  || bad "chat with /audio: $(cat "$tmp/chat.err")"
+
 # generate prints the reference's greedy ids
 for fx in mm-tiny text-matformer; do
   prompt=$("$CMP" --ids "$DATA/$fx/golden.safetensors" generate_prompt_ids)
@@ -63,6 +107,12 @@ expect_fail "inputs file that is not safetensors" "too short\|past the end\|absu
   "$CLI" forward --model "$DATA/mm-tiny" --inputs "$DATA/mm-tiny/config.json" --output "$tmp/o.safetensors"
 expect_fail "inputs without any known tensor" "no input this command recognises" \
   "$CLI" forward --model "$DATA/text-matformer" --inputs "$DATA/text-matformer/model.safetensors" --output "$tmp/o.safetensors"
+expect_fail "image for a checkpoint without a vision tower" "vision_tower" \
+  "$CLI" run --model "$DATA/text-matformer" --image "$DATA/mm-tiny/image.png" -p hi
+expect_fail "audio file that is not audio" "speech.wav.txt\|no audio\|Invalid data" \
+  "$CLI" run --model "$DATA/mm-tiny" --audio "$DATA/mm-tiny/config.json" -p hi
+expect_fail "image file that is a text file" "config.json" \
+  "$CLI" preprocess --model "$DATA/mm-tiny" --image "$DATA/mm-tiny/config.json" --output "$tmp/x.safetensors"
 expect_fail "context too small" "context full" \
   "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3,4 -n 4 --ctx-size 4
 "$CLI" --help >/dev/null && "$CLI" forward --help | grep -q -- "--hidden-states" && ok "--help documents the commands" \
