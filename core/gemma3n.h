@@ -239,6 +239,247 @@ char *g3n_chat_render (const G3nChatFormat *format, const G3nChatMessage *messag
  * as the reference, only for the modalities given (images / audio clips passed with the prompt). */
 char *g3n_chat_expand (const G3nChatFormat *format, const char *rendered, gboolean images, gboolean audio);
 
+/* ---------------------------------------------------------------- audio features */
+
+/* audio-features.h — log-mel features exactly as transformers' Gemma3nAudioFeatureExtractor computes them.
+ *
+ * 16 kHz mono float PCM → [T, feature_size] log-mel frames plus a per-frame validity mask (1 = valid, the
+ * processor's input_features_mask). Whole clips follow the processor (zero padding to a multiple of 128
+ * samples, truncation at 30 s); a G3nAudioFeatureStream produces the same frames from PCM pushed in pieces.
+ */
+
+/* The extractor's settings: preprocessor_config.json keys and transformers' defaults. */
+typedef struct {
+  int sampling_rate;            /* 16000 */
+  int feature_size;             /* mel bins, 128 */
+  double frame_length_ms;       /* 32 */
+  double hop_length_ms;         /* 10 */
+  double min_frequency;         /* 125 Hz */
+  double max_frequency;         /* 7600 Hz */
+  double preemphasis;           /* 0.97; 0 = none */
+  gboolean preemphasis_htk_flavor;
+  gboolean fft_overdrive;       /* FFT length doubled */
+  double dither;                /* 0 = none (the Gemma 3n value; > 0 adds seeded Gaussian noise) */
+  double input_scale_factor;    /* 1 */
+  double mel_floor;             /* 1e-5 */
+  const double *per_bin_mean;   /* [feature_size] or NULL; copied by g3n_audio_features_new */
+  const double *per_bin_stddev; /* [feature_size] or NULL */
+  int pad_to_multiple_of;       /* 128: whole clips are zero-padded to a multiple of this */
+  int max_samples;              /* 480000: whole clips are truncated to this (0 = no limit) */
+} G3nAudioFeatureParams;
+
+typedef struct _G3nAudioFeatures G3nAudioFeatures;
+
+G3nAudioFeatureParams g3n_audio_feature_default_params (void);
+G3nAudioFeatures *g3n_audio_features_new (const G3nAudioFeatureParams *params, GError **error);
+/* Reads PATH/preprocessor_config.json (or PATH itself when it is a file); defaults when the folder has none. */
+G3nAudioFeatures *g3n_audio_features_new_from_file (const char *path, GError **error);
+void g3n_audio_features_free (G3nAudioFeatures *fx);
+
+int g3n_audio_features_size (const G3nAudioFeatures *fx);     /* mel bins */
+int g3n_audio_features_hop (const G3nAudioFeatures *fx);      /* samples between frames (160) */
+int g3n_audio_features_window (const G3nAudioFeatures *fx);   /* samples one frame reads (frame length + 1) */
+/* Frames a whole clip of n samples gives (after truncation and padding). */
+int g3n_audio_features_n_frames (const G3nAudioFeatures *fx, gsize n_samples);
+
+/* Whole clip: features [n_frames, size] and mask [n_frames] (either may be NULL), n_frames from
+ * g3n_audio_features_n_frames(). Non-finite samples are an error. */
+gboolean g3n_audio_features_compute (const G3nAudioFeatures *fx, const float *pcm, gsize n_samples, float *features,
+                                     guint8 *mask, GError **error);
+/* A batch as the processor pads it: every clip zero-padded to the longest (rounded up to pad_to_multiple_of).
+ * features [batch, T, size], mask [batch, T]; *n_frames receives T (call with features = NULL to size). */
+gboolean g3n_audio_features_compute_batch (const G3nAudioFeatures *fx, const float *const *pcm,
+                                           const gsize *n_samples, int batch, float *features, guint8 *mask,
+                                           int *n_frames, GError **error);
+
+/* ---------------------------------------------------------------- streaming */
+
+/* Receives frames as soon as they are final: features [n, size], mask [n], `first` = index of features[0]. */
+typedef void (*G3nAudioFramesFunc) (const float *features, const guint8 *mask, int first, int n, gpointer user_data);
+
+typedef struct _G3nAudioFeatureStream G3nAudioFeatureStream;
+
+/* fx must outlive the stream. Memory is bounded (one window of samples), whatever the stream's length; the
+ * stream is never truncated. */
+G3nAudioFeatureStream *g3n_audio_feature_stream_new (const G3nAudioFeatures *fx, G3nAudioFramesFunc func,
+                                                     gpointer user_data);
+void g3n_audio_feature_stream_free (G3nAudioFeatureStream *s);
+/* Appends samples; emits every frame whose window is complete. */
+gboolean g3n_audio_feature_stream_push (G3nAudioFeatureStream *s, const float *pcm, gsize n, GError **error);
+/* End of clip: pads as a whole clip is padded and emits the remaining frames. The stream can then be reused
+ * for a new clip. */
+gboolean g3n_audio_feature_stream_finish (G3nAudioFeatureStream *s, GError **error);
+/* Samples and frames consumed / emitted so far in this clip. */
+guint64 g3n_audio_feature_stream_n_samples (const G3nAudioFeatureStream *s);
+int g3n_audio_feature_stream_n_frames (const G3nAudioFeatureStream *s);
+
+/* ---------------------------------------------------------------- audio encoder */
+
+/* audio-encoder.h — Gemma 3n's USM audio tower (Gemma3nAudioEncoder) and embed_audio's soft path, whole clip
+ * or streaming.
+ *
+ * Masks: feature masks are 1 = valid frame (the processor's input_features_mask); tower masks are 1 = padding
+ * (the tower's audio_mel_mask), as the reference names them.
+ */
+
+/* The tower's weights bound from a model (which it keeps a reference to); immutable, so one encoder can serve
+ * several streams and threads at once. */
+typedef struct _G3nAudioEncoder G3nAudioEncoder;
+
+/* Binds and validates model.audio_tower.* (and uses model.embed_audio.* when present). */
+G3nAudioEncoder *g3n_audio_encoder_new (G3nModel *model, GError **error);
+void g3n_audio_encoder_free (G3nAudioEncoder *enc);
+
+int g3n_audio_encoder_n_hidden (const G3nAudioEncoder *enc);   /* audio hidden size */
+int g3n_audio_encoder_n_embd (const G3nAudioEncoder *enc);     /* text hidden size (embeddings) */
+int g3n_audio_encoder_n_layers (const G3nAudioEncoder *enc);   /* conformer blocks */
+int g3n_audio_encoder_n_features (const G3nAudioEncoder *enc); /* mel bins it expects */
+/* audio_soft_tokens_per_image: the placeholder count a prompt reserves for one clip. */
+int g3n_audio_encoder_n_soft_tokens (const G3nAudioEncoder *enc);
+/* For n_frames feature frames: rows after the sub-sampling convs, and audio tokens after the reduction. */
+void g3n_audio_encoder_sizes (const G3nAudioEncoder *enc, int n_frames, int *n_sub, int *n_tokens);
+
+/* What g3n_audio_encode writes; every pointer is optional. */
+typedef struct {
+  float *sscp;          /* [n_sub, hidden]: sub-sample conv projection output */
+  float *blocks;        /* [n_layers, n_sub, hidden]: each conformer block's output */
+  float *tower;         /* [n_tokens, hidden]: tower output, zero at padding tokens */
+  guint8 *tower_mask;   /* [n_tokens]: 1 = padding */
+  float *embeds;        /* [n_tokens, n_embd]: embed_audio soft embeddings of `tower` */
+} G3nAudioEncodeOutputs;
+
+/* One clip's features [n_frames, n_features] with mask [n_frames] (1 = valid; NULL = all valid). */
+gboolean g3n_audio_encode (const G3nAudioEncoder *enc, const float *features, int n_frames, int n_features,
+                           const guint8 *mask, const G3nAudioEncodeOutputs *out, GError **error);
+
+/* What Gemma3nModel scatters into a prompt's audio placeholders: embeds with padding tokens replaced by, and
+ * padded up to n_soft_tokens rows with, the hard embedding of the audio padding id (text vocab_size - 1).
+ * out: [n_soft_tokens, n_embd]. */
+gboolean g3n_audio_embed_padded (const G3nAudioEncoder *enc, const float *embeds, const guint8 *tower_mask,
+                                 int n_tokens, float *out, GError **error);
+
+/* ---------------------------------------------------------------- streaming */
+
+/* Audio tokens as soon as they are final: tower rows [n, hidden], mask [n] (1 = padding), embeds [n, n_embd]
+ * (NULL when the model has no embed_audio), `first` = index of the first token in the clip. */
+typedef void (*G3nAudioTokensFunc) (const float *tower, const guint8 *tower_mask, const float *embeds, int first,
+                                    int n, gpointer user_data);
+
+/* PCM in → feature frames and audio tokens out, with memory bounded whatever the stream's length. Tokens equal
+ * g3n_audio_encode's on the whole clip (to float rounding) for clips up to the processor's 30 s; streams are
+ * never truncated. Token i (sub-sampled row 4i) is final once feature frame 16i + 6 exists: the sub-sampling
+ * convs read 6 frames (60 ms) ahead and everything after them is causal; see g3n_audio_stream_set_min_rows for
+ * the batching that adds to this latency. */
+typedef struct _G3nAudioStream G3nAudioStream;
+
+/* fx and enc must outlive the stream; either callback may be NULL. */
+G3nAudioStream *g3n_audio_stream_new (const G3nAudioFeatures *fx, const G3nAudioEncoder *enc,
+                                      G3nAudioFramesFunc on_frames, G3nAudioTokensFunc on_tokens,
+                                      gpointer user_data, GError **error);
+void g3n_audio_stream_free (G3nAudioStream *s);
+/* Final sub-sampled rows (40 ms each) are run through the conformer once at least `rows` are pending (default:
+ * one attention chunk, 12 = 480 ms). 1 gives the lowest latency; larger batches amortise weight traffic. */
+void g3n_audio_stream_set_min_rows (G3nAudioStream *s, int rows);
+gboolean g3n_audio_stream_push (G3nAudioStream *s, const float *pcm, gsize n, GError **error);
+/* End of clip: pads as a whole clip is padded, emits the remaining frames and tokens, resets for a new clip. */
+gboolean g3n_audio_stream_finish (G3nAudioStream *s, GError **error);
+
+/* ---------------------------------------------------------------- images */
+
+/* image-preprocess.h — images and video frames into Gemma 3n pixel_values.
+ *
+ * Equal to Gemma3nProcessor's image path (SiglipImageProcessor, torchvision backend): RGB uint8, resize to
+ * size.height x size.width with torchvision's antialiased bilinear filter on uint8 (PyTorch's fixed-point
+ * kernel, result uint8), then x rescale_factor (float32), optionally (x - mean) / std. The checkpoint's
+ * preprocessor_config.json decides every step; its absence means the Gemma 3n defaults.
+ */
+
+/* Images larger than this (either side, or in total) are refused before any pixel buffer is allocated. */
+#define G3N_IMAGE_MAX_SIDE 16384
+#define G3N_IMAGE_MAX_PIXELS (8192 * 8192)
+
+typedef struct {
+  int width, height;        /* output size (size.width / size.height), 768 x 768 for Gemma 3n */
+  gboolean do_resize;
+  gboolean do_rescale;
+  double rescale_factor;    /* 1/255 */
+  gboolean do_normalize;
+  float mean[3], std[3];
+} G3nImageParams;
+
+/* The Gemma 3n defaults: resize to 768x768, rescale 1/255, no normalisation. */
+G3nImageParams g3n_image_default_params (void);
+/* Reads DIR/preprocessor_config.json over the defaults (absent file: defaults). Refuses what this build
+ * cannot reproduce exactly (a resample filter other than bilinear). */
+gboolean g3n_image_params_load (const char *model_dir, G3nImageParams *params, GError **error);
+
+/* An 8-bit RGB image, packed RGBRGB…, rows without padding. */
+typedef struct {
+  int width, height;
+  guint8 *rgb;
+} G3nImage;
+
+void g3n_image_free (G3nImage *img);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (G3nImage, g3n_image_free)
+
+/* Decodes a PNG, JPEG, BMP or WebP file (libavcodec) into RGB, as PIL's convert("RGB") would: alpha is
+ * dropped, grey and palette images expanded. 4:2:0 JPEGs are upsampled and colour-converted as libjpeg does;
+ * libavcodec's IDCT still differs from libjpeg's by a few levels on some pixels. */
+G3nImage *g3n_image_load_file (const char *path, GError **error);
+/* The same from bytes in memory; `origin` names them in error messages. */
+G3nImage *g3n_image_load_data (const guint8 *data, gsize size, const char *origin, GError **error);
+
+typedef enum {
+  G3N_PIXEL_RGB24,  /* packed R,G,B */
+  G3N_PIXEL_BGR24,
+  G3N_PIXEL_RGBA,   /* packed R,G,B,A; alpha ignored */
+  G3N_PIXEL_BGRA,
+  G3N_PIXEL_I420,   /* planar Y, U, V (4:2:0), BT.601 limited range, converted with libswscale */
+} G3nPixelFormat;
+
+/* Copies a raw frame into an RGB image. planes/strides: one entry for packed formats, three for I420. */
+G3nImage *g3n_image_from_frame (G3nPixelFormat format, int width, int height, const guint8 *const *planes,
+                                const int *strides, GError **error);
+
+/* torchvision/PyTorch antialiased bilinear resize of packed RGB uint8 (align_corners=False), bit-exact with
+ * the uint8 kernel: per-axis weights rounded to int16 fixed point, horizontal pass first, each pass rounded
+ * and clamped to uint8. */
+void g3n_image_resize_bilinear_aa (const guint8 *src, int src_w, int src_h, guint8 *dst, int dst_w, int dst_h);
+
+/* img → pixel_values [3, params->height, params->width] (CHW, float). */
+gboolean g3n_image_preprocess (const G3nImageParams *params, const G3nImage *img, float *pixel_values,
+                               GError **error);
+
+/* ---------------------------------------------------------------- vision encoder */
+
+/* vision-encoder.h — Gemma 3n's vision tower (timm mobilenetv5_300m_enc) and the soft image embeddings.
+ *
+ * pixel_values [3, 768, 768] → MobileNetV5 encoder (conv stem, edge-residual, universal inverted residual
+ * and mobile multi-query attention blocks, multi-scale fusion adapter) → [2048, 16, 16] → 256 soft tokens,
+ * scaled by sqrt(2048) and projected by embed_vision into the text model's space, as
+ * Gemma3nModel.get_image_features does.
+ */
+
+typedef struct _G3nVisionEncoder G3nVisionEncoder;
+
+/* Binds and validates every vision tower tensor (model.vision_tower.timm_model.*) of a loaded checkpoint;
+ * the architecture is built in, scaled by config vision_config.model_args.channel_multiplier. */
+G3nVisionEncoder *g3n_vision_encoder_new (G3nModel *model, GError **error);
+
+void g3n_vision_encoder_free (G3nVisionEncoder *enc);
+
+int g3n_vision_encoder_image_size (const G3nVisionEncoder *enc);  /* 768: pixel_values is [3, S, S] */
+int g3n_vision_encoder_n_channels (const G3nVisionEncoder *enc);  /* 2048 */
+int g3n_vision_encoder_n_tokens (const G3nVisionEncoder *enc);    /* 256 (16 x 16) */
+int g3n_vision_encoder_n_stats (const G3nVisionEncoder *enc);     /* stem + blocks: rows of block_stats */
+
+/* Runs the tower on pixel_values [3, S, S]. Each output is optional:
+ *   tower_out    [n_channels, 16, 16]  (NCHW, the MSFA output after its norm, before any scaling)
+ *   image_embeds [n_tokens, text hidden] (needs a checkpoint with embed_vision)
+ *   block_stats  [n_stats, 3]: mean, rms, max|x| of the stem and every block output (diagnostics). */
+gboolean g3n_vision_encoder_encode (G3nVisionEncoder *enc, const float *pixel_values, float *tower_out,
+                                    float *image_embeds, float *block_stats, GError **error);
+
 /* ---------------------------------------------------------------- media files */
 
 /* Decodes the audio of any file FFmpeg reads into mono float PCM at sample_rate (16000 for Gemma 3n),
