@@ -13,14 +13,14 @@ usage_line (void)
 
 /* Handles a /command; returns FALSE on /quit. */
 static gboolean
-command (G3nCliMedia *media, G3nSession *session, const char *line, GError **error)
+command (G3nSession *session, const char *line, GError **error)
 {
   if (g_str_equal (line, "/quit") || g_str_equal (line, "/exit"))
     return FALSE;
   if (g_str_has_prefix (line, "/image "))
-    g3n_cli_media_add_image (media, session, g_strstrip ((char *) line + 7), error);
+    g3n_cli_media_add_image (session, g_strstrip ((char *) line + 7), error);
   else if (g_str_has_prefix (line, "/audio "))
-    g3n_cli_media_add_audio (media, session, g_strstrip ((char *) line + 7), error);
+    g3n_cli_media_add_audio (session, g_strstrip ((char *) line + 7), error);
   else
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "unknown command %s", line);
   return TRUE;
@@ -43,7 +43,6 @@ run_chat (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *syste
     return FALSE;
   }
   G3nSampler *sampler = g3n_sampler_new (sp);
-  G3nCliMedia *media = g3n_cli_media_new (model);
   usage_line ();
   char line[65536];
   gboolean ok = TRUE;
@@ -54,7 +53,7 @@ run_chat (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *syste
     g_strchomp (line);
     g_autoptr (GError) turn_error = NULL;
     if (line[0] == '/') {
-      if (!command (media, session, line, &turn_error))
+      if (!command (session, line, &turn_error))
         break;
     } else if (line[0] && g3n_session_add_text (session, line, &turn_error)) {
       g3n_session_generate (session, sampler, n_new, g3n_cli_print_piece, NULL, NULL, &turn_error);
@@ -71,7 +70,6 @@ run_chat (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *syste
       }
     }
   }
-  g3n_cli_media_free (media);
   g3n_sampler_free (sampler);
   g3n_session_free (session);
   return ok;

@@ -17,14 +17,13 @@ run_turn (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *syste
   g3n_chat_format_free (fmt);
   if (!session)
     return FALSE;
-  G3nCliMedia *media = g3n_cli_media_new (model);
   G3nSampler *sampler = g3n_sampler_new (sp);
   gboolean ok = !system || g3n_session_set_system (session, system, error);
   /* media first, then the question: "<image> Describe this image." */
   for (int i = 0; ok && images && images[i]; i++)
-    ok = g3n_cli_media_add_image (media, session, images[i], error);
+    ok = g3n_cli_media_add_image (session, images[i], error);
   for (int i = 0; ok && audios && audios[i]; i++)
-    ok = g3n_cli_media_add_audio (media, session, audios[i], error);
+    ok = g3n_cli_media_add_audio (session, audios[i], error);
   if (ok && prompt)
     ok = g3n_session_add_text (session, prompt, error);
   if (ok)
@@ -32,7 +31,6 @@ run_turn (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *syste
   if (ok)
     printf ("\n");
   g3n_sampler_free (sampler);
-  g3n_cli_media_free (media);
   g3n_session_free (session);
   return ok;
 }

@@ -26,12 +26,9 @@ gboolean g3n_cli_sampler_params (const G3nCliSampling *sampling, G3nSamplerParam
 G3nTokenizer *g3n_cli_load_tokenizer (const char *model, const char *override, GError **error);
 /* Appends the ids of "2,105, 2364" to ids; FALSE unless it is a list of non-negative integers. */
 gboolean g3n_cli_parse_ids (const char *text, GArray *ids);
-/* Media files (images, audio clips) into a session's next turn; encoders made on first use. */
-typedef struct _G3nCliMedia G3nCliMedia;
-G3nCliMedia *g3n_cli_media_new (G3nModel *model);
-void g3n_cli_media_free (G3nCliMedia *media);
-gboolean g3n_cli_media_add_audio (G3nCliMedia *media, G3nSession *session, const char *path, GError **error);
-gboolean g3n_cli_media_add_image (G3nCliMedia *media, G3nSession *session, const char *path, GError **error);
+/* Media files (images, audio clips) into a session's next turn. */
+gboolean g3n_cli_media_add_audio (G3nSession *session, const char *path, GError **error);
+gboolean g3n_cli_media_add_image (G3nSession *session, const char *path, GError **error);
 
 /* G3nTokenCallback writing each piece to stdout as it comes. */
 gboolean g3n_cli_print_piece (int32_t token, const char *text, gpointer unused);

@@ -61,6 +61,33 @@ gboolean g3n_model_embed_tokens (const G3nModel *model, const int32_t *ids, int 
 /* Sets the number of threads the numeric kernels use (0 = all cores). */
 void g3n_set_threads (int n_threads);
 
+/* ---- quantised weights (issue 7; owned by the kernels helper: core/kernels/quant*.c, core/model.c) ---- */
+
+/* Storage of the text decoder's large matrices. Q8_0: blocks of 32 weights along a row, one fp16 scale and
+ * 32 int8 per block (8.5 bits a weight). Q4_0: the same with 4-bit codes q, weight = scale · (q − 8)
+ * (4.5 bits). NONE (= BF16) keeps the checkpoint's own dtype. */
+typedef enum {
+  G3N_QUANT_NONE = 0,
+  G3N_QUANT_BF16 = G3N_QUANT_NONE, /* "as stored": real checkpoints are BF16 */
+  G3N_QUANT_Q8_0 = 1,
+  G3N_QUANT_Q4_0 = 2,
+} G3nQuantType;
+
+/* "bf16", "q8_0", "q4_0". */
+const char *g3n_quant_type_name (G3nQuantType type);
+/* Parses "bf16"/"none", "q8_0"/"q8", "q4_0"/"q4" (case-insensitive); G3N_ERROR_INVALID_ARGUMENT otherwise. */
+gboolean g3n_quant_type_from_string (const char *name, G3nQuantType *type, GError **error);
+/* Converts the text decoder's large matrices (attention and MLP projections, AltUp and per-layer
+ * projections) and a copy of the tied LM head to `type`, replacing them: the mapped checkpoint pages they
+ * came from are released, so resident memory shrinks; embedding lookups still read the mapping. Call once,
+ * before any context decodes; calling again with the model's current type is a no-op, with another type an
+ * error (G3N_ERROR_INVALID_ARGUMENT). Results then differ from the reference by quantisation error. */
+gboolean g3n_model_quantize (G3nModel *model, G3nQuantType type, GError **error);
+G3nQuantType g3n_model_quant_type (const G3nModel *model);
+/* Bytes of weights the text decoder's matrices (LM head included) occupy in their current storage. */
+gsize g3n_model_text_weight_bytes (const G3nModel *model);
+/* ---- end of quantised weights ---- */
+
 /* ---------------------------------------------------------------- decoder context */
 
 /* The text decoder's state for one live conversation: the KV cache and the position reached. Input is
@@ -523,6 +550,10 @@ gboolean g3n_session_add_text (G3nSession *session, const char *text, GError **e
 /* n rows of n_embd: exactly the processor's soft tokens per image / per audio clip. */
 gboolean g3n_session_add_image_embeddings (G3nSession *session, const float *embeds, int n, GError **error);
 gboolean g3n_session_add_audio_embeddings (G3nSession *session, const float *embeds, int n, GError **error);
+/* Raw media, encoded with the model's towers (made on first use; errors name what the checkpoint lacks):
+ * 16 kHz mono float PCM (whole clips are cut at 30 s, as the processor does), or a decoded image. */
+gboolean g3n_session_add_audio (G3nSession *session, const float *pcm, gsize n_samples, GError **error);
+gboolean g3n_session_add_image (G3nSession *session, const G3nImage *image, GError **error);
 /* A whole model turn (e.g. earlier history): closes the pending user turn first. */
 gboolean g3n_session_add_model_text (G3nSession *session, const char *text, GError **error);
 /* Closes the pending user turn and generates the model's answer. */

@@ -8,6 +8,9 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 G_DEFINE_QUARK (g3n-error-quark, g3n_error)
 
@@ -217,6 +220,8 @@ g3n_model_unref (G3nModel *m)
   g_free (m->text.altup_projections);
   g_free (m->text.altup_unembed_projections);
   g_ptr_array_free (m->f32_copies, TRUE);
+  if (m->quant_buffers)
+    g_ptr_array_free (m->quant_buffers, TRUE);
   g_free ((gpointer) m->identity);
   g3n_tensor_store_free (m->store);
   g3n_config_free (m->config);
@@ -289,6 +294,8 @@ g3n_model_identity (G3nModel *m)
     g_checksum_update (sum, (const guchar *) layout, -1);
     if (cfg)
       g_checksum_update (sum, (const guchar *) cfg, (gssize) len);
+    if (m->quant != G3N_QUANT_NONE) /* a quantised model computes (and caches) other values */
+      g_checksum_update (sum, (const guchar *) g3n_quant_type_name (m->quant), -1);
     g_once_init_leave (&m->identity, g_strdup (g_checksum_get_string (sum)));
   }
   return m->identity;
@@ -298,4 +305,120 @@ void
 g3n_set_threads (int n_threads)
 {
   g3n_kernels_set_threads (n_threads);
+}
+
+/* ------------------------------------------------------------------------------ quantisation */
+
+const char *
+g3n_quant_type_name (G3nQuantType type)
+{
+  switch (type) {
+  case G3N_QUANT_Q8_0:
+    return "q8_0";
+  case G3N_QUANT_Q4_0:
+    return "q4_0";
+  default:
+    return "bf16";
+  }
+}
+
+gboolean
+g3n_quant_type_from_string (const char *name, G3nQuantType *type, GError **error)
+{
+  static const struct {
+    const char *name;
+    G3nQuantType type;
+  } names[] = { { "bf16", G3N_QUANT_NONE }, { "none", G3N_QUANT_NONE }, { "q8_0", G3N_QUANT_Q8_0 },
+                { "q8", G3N_QUANT_Q8_0 },   { "q4_0", G3N_QUANT_Q4_0 }, { "q4", G3N_QUANT_Q4_0 } };
+  for (guint i = 0; name && i < G_N_ELEMENTS (names); i++)
+    if (g_ascii_strcasecmp (name, names[i].name) == 0) {
+      *type = names[i].type;
+      return TRUE;
+    }
+  g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "unknown weight type '%s' (expected bf16, q8_0 or q4_0)",
+               name ? name : "(null)");
+  return FALSE;
+}
+
+G3nQuantType
+g3n_model_quant_type (const G3nModel *m)
+{
+  return m->quant;
+}
+
+/* The text decoder's matrices that quantisation replaces: everything large. The AltUp router (A rows) stays
+ * as stored; matrices narrower than one block (the tiny fixtures' LAuReL / per-layer projections) too. */
+static GPtrArray *
+text_matrices (G3nModel *m)
+{
+  const G3nTextConfig *c = &m->config->text;
+  G3nTextWeights *w = &m->text;
+  GPtrArray *list = g_ptr_array_new ();
+  g_ptr_array_add (list, &w->lm_head);
+  g_ptr_array_add (list, &w->per_layer_model_projection);
+  for (int i = 0; i + 1 < c->altup_num_inputs; i++) {
+    g_ptr_array_add (list, &w->altup_projections[i]);
+    g_ptr_array_add (list, &w->altup_unembed_projections[i]);
+  }
+  for (int i = 0; i < c->num_hidden_layers; i++) {
+    G3nTextLayer *l = &w->layers[i];
+    G3nMatrix *mats[] = { &l->q_proj,    &l->k_proj,      &l->v_proj,      &l->o_proj,
+                          &l->gate_proj, &l->up_proj,     &l->down_proj,   &l->laurel_left,
+                          &l->laurel_right, &l->per_layer_input_gate, &l->per_layer_projection };
+    for (guint k = 0; k < G_N_ELEMENTS (mats); k++)
+      if (mats[k]->data) /* k/v are unset in KV-shared layers */
+        g_ptr_array_add (list, mats[k]);
+  }
+  return list;
+}
+
+/* Drops the mapped pages wholly inside [p, p + n) from this process: they are clean file pages, read back
+ * from the file should anything touch them again (an embedding lookup in the tied LM head's rows). */
+static void
+release_pages (const void *p, gsize n)
+{
+  gsize page = (gsize) sysconf (_SC_PAGESIZE);
+  guintptr begin = ((guintptr) p + page - 1) & ~(guintptr) (page - 1);
+  guintptr end = ((guintptr) p + n) & ~(guintptr) (page - 1);
+  if (end > begin)
+    madvise ((void *) begin, end - begin, MADV_DONTNEED);
+}
+
+gboolean
+g3n_model_quantize (G3nModel *m, G3nQuantType type, GError **error)
+{
+  if (type == m->quant)
+    return TRUE;
+  if (m->quant != G3N_QUANT_NONE || (type != G3N_QUANT_Q8_0 && type != G3N_QUANT_Q4_0)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: cannot quantise weights of type %s to %s",
+                 m->path, g3n_quant_type_name (m->quant), g3n_quant_type_name (type));
+    return FALSE;
+  }
+  if (!m->quant_buffers)
+    m->quant_buffers = g_ptr_array_new_with_free_func (g_free);
+  GPtrArray *list = text_matrices (m);
+  for (guint i = 0; i < list->len; i++) {
+    G3nMatrix *mat = list->pdata[i], q;
+    if (mat->cols < G3N_QBLOCK)
+      continue;
+    g_ptr_array_add (m->quant_buffers, g3n_matrix_quantize (mat, type, &q));
+    release_pages (mat->data, g3n_matrix_bytes (mat));
+    *mat = q;
+  }
+  g_ptr_array_free (list, TRUE);
+  m->quant = type;
+  g_free ((gpointer) m->identity); /* recomputed with the type */
+  m->identity = NULL;
+  return TRUE;
+}
+
+gsize
+g3n_model_text_weight_bytes (const G3nModel *m)
+{
+  GPtrArray *list = text_matrices ((G3nModel *) m);
+  gsize total = 0;
+  for (guint i = 0; i < list->len; i++)
+    total += g3n_matrix_bytes (list->pdata[i]);
+  g_ptr_array_free (list, TRUE);
+  return total;
 }

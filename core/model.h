@@ -55,6 +55,8 @@ struct _G3nModel {
   G3nTextWeights text;
   G3nEmbedderWeights embed_vision, embed_audio;
   const char *identity; /* lazily computed, see g3n_model_identity */
+  G3nQuantType quant;   /* g3n_model_quantize */
+  GPtrArray *quant_buffers; /* storage of the quantised matrices */
 };
 
 G_END_DECLS

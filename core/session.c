@@ -8,8 +8,10 @@
  * Locking: adders take `pending_lock` briefly; generate/save/load hold `state_lock`. One producer (a
  * streaming thread appending input) and one consumer (a worker generating) can share a session.
  */
+#include "audio-encoder.h"
 #include "kv-cache.h"
 #include "model.h"
+#include "vision-encoder.h"
 #include "safetensors.h"
 #include "gemma3n.h"
 
@@ -36,6 +38,12 @@ struct _G3nSession {
   G3nContext *ctx;
   G3nSessionParams params;
   int32_t end_of_turn_id;
+
+  GMutex encoder_lock; /* encoders are made on first use */
+  G3nAudioFeatures *fx;
+  G3nAudioEncoder *audio;
+  G3nVisionEncoder *vision;
+  G3nImageParams image_params;
 
   GMutex pending_lock;
   GPtrArray *pending; /* Item*: the open user turn */
@@ -83,6 +91,7 @@ g3n_session_new (G3nModel *model, G3nTokenizer *tok, const G3nChatFormat *fmt, c
     s->params.min_free = MAX (1, s->params.n_ctx / 4);
   s->end_of_turn_id = g3n_tokenizer_token_to_id (tok, g3n_chat_format_end_of_turn (fmt));
   g_mutex_init (&s->pending_lock);
+  g_mutex_init (&s->encoder_lock);
   g_mutex_init (&s->state_lock);
   s->pending = g_ptr_array_new_with_free_func (item_free);
   s->exchanges = g_array_new (FALSE, FALSE, sizeof (Exchange));
@@ -96,6 +105,10 @@ g3n_session_free (G3nSession *s)
     return;
   g_ptr_array_free (s->pending, TRUE);
   g_array_free (s->exchanges, TRUE);
+  g3n_audio_encoder_free (s->audio);
+  g3n_audio_features_free (s->fx);
+  g3n_vision_encoder_free (s->vision);
+  g_mutex_clear (&s->encoder_lock);
   g_free (s->system);
   g3n_context_free (s->ctx);
   g3n_chat_format_free (s->fmt);
@@ -177,6 +190,62 @@ gboolean
 g3n_session_add_audio_embeddings (G3nSession *s, const float *embeds, int n, GError **error)
 {
   return add_soft (s, ITEM_AUDIO, embeds, n, error);
+}
+
+/* Raw media: encoded on the caller's thread (a producer), without holding the state lock, so a worker can
+ * keep generating meanwhile. */
+
+static gboolean
+ensure_audio (G3nSession *s, GError **error)
+{
+  g_mutex_lock (&s->encoder_lock);
+  if (!s->fx)
+    s->fx = g3n_audio_features_new_from_file (g3n_model_path (s->model), error);
+  if (s->fx && !s->audio)
+    s->audio = g3n_audio_encoder_new (s->model, error);
+  gboolean ok = s->audio != NULL;
+  g_mutex_unlock (&s->encoder_lock);
+  return ok;
+}
+
+gboolean
+g3n_session_add_audio (G3nSession *s, const float *pcm, gsize n_samples, GError **error)
+{
+  if (!ensure_audio (s, error))
+    return FALSE;
+  int T = g3n_audio_features_n_frames (s->fx, n_samples), F = g3n_audio_features_size (s->fx);
+  int H = g3n_model_n_embd (s->model), n_sub, n_tok, n_soft = g3n_audio_encoder_n_soft_tokens (s->audio);
+  if (T <= 0) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "audio clip of %" G_GSIZE_FORMAT
+                 " samples is too short for one feature frame", n_samples);
+    return FALSE;
+  }
+  g3n_audio_encoder_sizes (s->audio, T, &n_sub, &n_tok);
+  g_autofree float *features = g_new (float, (gsize) T * F);
+  g_autofree guint8 *mask = g_new (guint8, T), *tower_mask = g_new (guint8, MAX (n_tok, 1));
+  g_autofree float *embeds = g_new (float, (gsize) MAX (n_tok, 1) * H), *padded = g_new (float, (gsize) n_soft * H);
+  G3nAudioEncodeOutputs out = { .tower_mask = tower_mask, .embeds = embeds };
+  return g3n_audio_features_compute (s->fx, pcm, n_samples, features, mask, error)
+         && g3n_audio_encode (s->audio, features, T, F, mask, &out, error)
+         && g3n_audio_embed_padded (s->audio, embeds, tower_mask, n_tok, padded, error)
+         && add_soft (s, ITEM_AUDIO, padded, n_soft, error);
+}
+
+gboolean
+g3n_session_add_image (G3nSession *s, const G3nImage *image, GError **error)
+{
+  g_mutex_lock (&s->encoder_lock);
+  gboolean ok = s->vision || (g3n_image_params_load (g3n_model_path (s->model), &s->image_params, error)
+                              && (s->vision = g3n_vision_encoder_new (s->model, error)) != NULL);
+  g_mutex_unlock (&s->encoder_lock);
+  if (!ok)
+    return FALSE;
+  int size = g3n_vision_encoder_image_size (s->vision), n_tok = g3n_vision_encoder_n_tokens (s->vision);
+  g_autofree float *pixels = g_new (float, (gsize) 3 * size * size);
+  g_autofree float *embeds = g_new (float, (gsize) n_tok * g3n_model_n_embd (s->model));
+  return g3n_image_preprocess (&s->image_params, image, pixels, error)
+         && g3n_vision_encoder_encode (s->vision, pixels, NULL, embeds, NULL, error)
+         && add_soft (s, ITEM_IMAGE, embeds, n_tok, error);
 }
 
 /* ----------------------------------------------------------------------- turn assembly */

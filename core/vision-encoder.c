@@ -177,7 +177,7 @@ bind_pw (Binder *b, G3nMatrix *m, int out, int in, const char *name)
 {
   const G3nTensor *t = find (b, 4, (int64_t[]) { out, in, 1, 1 }, "%s", name);
   if (t)
-    *m = (G3nMatrix) { t->data, t->dtype, out, in };
+    *m = (G3nMatrix) { .data = t->data, .dtype = t->dtype, .rows = out, .cols = in };
 }
 
 /* A depthwise k x k convolution [C, 1, k, k], transposed to [k*k][C] so taps read channel rows. */

@@ -693,6 +693,122 @@ check_synthetic (void)
   g3n_tokenizer_free (tok);
 }
 
+/* ---------------------------------------------------------------- the model's tables, read strictly */
+
+/* model.vocab and model.merges are read by a dedicated scanner rather than json-glib: JSON as strict as the
+ * reference's, escapes decoded, repeated names resolved the same way, and every malformed input refused cleanly. */
+
+#define STRICT_MODEL(vocab, merges) "{\"model\": {\"type\": \"BPE\", \"vocab\": " vocab ", \"merges\": " merges "}}"
+
+static const char strict_json[] =
+  "{\"version\": \"1.0\", \"model\": {\"merges\": [\"\\u0061 b\", [\"ab\", \"\\ud83d\\ude00\"]],"
+  " \"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \"\\ud83d\\ude00\": 3, \"ab\\ud83d\\ude00\": 4,"
+  " \"q\\\"\\\\\\/\\n\\t\": 5, \"\\u00e9\": 6, \"x\": 7, \"x\": 8},"
+  " \"extra\": [1, -2.5e3, true, null, {\"k\": \"v\"}]},"
+  " \"added_tokens\": [{\"content\": \"<s>\", \"special\": true}]}";
+
+static void
+check_strict_tables_load (void)
+{
+  GError *error = NULL;
+  G3nTokenizer *tok = g3n_tokenizer_new_from_data (strict_json, -1, &error);
+
+  check (tok != NULL, "tables with escapes, merges first, repeated names: %s", error ? error->message : "loads");
+  g_clear_error (&error);
+  if (!tok)
+    return;
+  check (g3n_tokenizer_token_to_id (tok, "\xF0\x9F\x98\x80") == 3, "surrogate pair escape decoded");
+  check (g3n_tokenizer_token_to_id (tok, "q\"\\/\n\t") == 5, "simple escapes decoded");
+  check (g3n_tokenizer_token_to_id (tok, "\xC3\xA9") == 6, "\\u00e9 decoded");
+  check (g3n_tokenizer_token_to_id (tok, "x") == 8 && g3n_tokenizer_id_to_piece (tok, 7) == NULL,
+         "repeated vocab name: the last one counts");
+  gint32 want[] = { 4 };
+  expect_ids (tok, "ab\xF0\x9F\x98\x80", want, 1, "escaped merges apply in order");
+  g3n_tokenizer_free (tok);
+}
+
+static void
+check_strict_tables_errors (void)
+{
+  static const struct {
+    const char *json, *fragment, *what;
+  } cases[] = {
+    { STRICT_MODEL ("{\"a\": 0, \"b", "[]"), "malformed JSON", "truncated inside vocab" },
+    { "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a a\", [\"a\"", "malformed JSON",
+      "truncated inside merges" },
+    { STRICT_MODEL ("{\"a\": 0,}", "[]"), "malformed JSON", "trailing comma in vocab" },
+    { STRICT_MODEL ("{\"a\" 0}", "[]"), "malformed JSON", "missing colon in vocab" },
+    { STRICT_MODEL ("{\"a\": 0 \"b\": 1}", "[]"), "malformed JSON", "missing comma in vocab" },
+    { STRICT_MODEL ("{\"a\": 01}", "[]"), "malformed JSON", "leading zero" },
+    { STRICT_MODEL ("{\"\\ud800\": 0}", "[]"), "surrogate", "lone surrogate escape" },
+    { STRICT_MODEL ("{\"\\udc00\\ud800\": 0}", "[]"), "surrogate", "surrogates in the wrong order" },
+    { STRICT_MODEL ("{\"\\u00g1\": 0}", "[]"), "escape", "bad hex in \\u escape" },
+    { STRICT_MODEL ("{\"\\q\": 0}", "[]"), "escape", "unknown escape" },
+    { STRICT_MODEL ("{\"a\xFF\": 0}", "[]"), "UTF-8", "invalid UTF-8 in a piece" },
+    { STRICT_MODEL ("{\"\xED\xA0\x80\": 0}", "[]"), "UTF-8", "UTF-8-encoded surrogate in a piece" },
+    { STRICT_MODEL ("{\"a\tb\": 0}", "[]"), "control character", "raw tab in a piece" },
+    { STRICT_MODEL ("{\"a\": 1.0}", "[]"), "vocab[\"a\"]", "fractional id" },
+    { STRICT_MODEL ("{\"a\": 1e2}", "[]"), "vocab[\"a\"]", "id with an exponent" },
+    { STRICT_MODEL ("{\"a\": -1}", "[]"), "vocab[\"a\"]", "negative id" },
+    { STRICT_MODEL ("{\"a\": 123456789012345678901234567890}", "[]"), "vocab[\"a\"]", "huge id" },
+    { STRICT_MODEL ("{\"a\": null}", "[]"), "vocab[\"a\"]", "null id" },
+    { STRICT_MODEL ("{\"a\": 0, \"b\": 0}", "[]"), "to id 0", "two pieces with one id" },
+    { STRICT_MODEL ("{\"a\": 0, \"aa\": 1}", "[\"a a\", [\"a\", 1]]"), "merges[1]", "merge pair with a number" },
+    { STRICT_MODEL ("{\"a\": 0, \"aa\": 1}", "[\"a a\", [\"a\", \"a\", \"a\"]]"), "merges[1]", "merge triple" },
+    { STRICT_MODEL ("{\"a\": 0, \"aa\": 1}", "[\"a a\", {}]"), "merges[1]", "merge that is an object" },
+    { STRICT_MODEL ("{\"a\": 0, \"aa\": 1}", "[\"a a\", \"b a\"]"), "merges[1] names \"b\"",
+      "merge naming an unknown piece" },
+    { STRICT_MODEL ("{\"a\": 0}", "[\"a a\"]"), "\"aa\"", "merge making an unknown piece" },
+    { STRICT_MODEL ("{\"a\": 0}", "[]") " x", "malformed JSON", "text after the document" },
+    { STRICT_MODEL ("{/* no */}", "[]"), "malformed JSON", "comment" },
+    { "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"x\": " "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+      "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+      "[[[[[[[[[[[[[[", "nested too deeply", "deep nesting" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    expect_load_error (cases[i].json, G3N_ERROR_FORMAT, cases[i].fragment, cases[i].what);
+}
+
+/* Cut strict_json short at every length, and overwrite each of its bytes with bytes that matter to JSON: loading
+ * must fail with a format error (or, for a corruption that stays valid, load), never crash or read past the end.
+ * Each variant lies in a buffer of its exact size, so that a sanitizer sees any read beyond it. */
+static void
+check_strict_tables_damage (void)
+{
+  static const char damage[] = { '"', '\\', '{', '}', '[', ']', ',', ':', ' ', '0', 'u', '\0', '\n', '\xFF', '\xED' };
+  gsize n = strlen (strict_json);
+  guint truncations_ok = 0, corruptions_ok = 0, corruptions = 0;
+
+  for (gsize len = 0; len < n; len++) {
+    char *copy = g_memdup2 (strict_json, len);
+    GError *error = NULL;
+    G3nTokenizer *tok = g3n_tokenizer_new_from_data (copy, (gssize) len, &error);
+    truncations_ok += !tok && g_error_matches (error, G3N_ERROR, G3N_ERROR_FORMAT);
+    g3n_tokenizer_free (tok);
+    g_clear_error (&error);
+    g_free (copy);
+  }
+  check (truncations_ok == n, "every truncation is a format error (%u of %" G_GSIZE_FORMAT ")", truncations_ok, n);
+
+  for (gsize at = 0; at < n; at++)
+    for (guint k = 0; k < G_N_ELEMENTS (damage); k++) {
+      char *copy = g_memdup2 (strict_json, n);
+      GError *error = NULL;
+      copy[at] = damage[k];
+      G3nTokenizer *tok = g3n_tokenizer_new_from_data (copy, (gssize) n, &error);
+      corruptions_ok += tok ? error == NULL
+                            : g_error_matches (error, G3N_ERROR, G3N_ERROR_FORMAT)
+                                  || g_error_matches (error, G3N_ERROR, G3N_ERROR_UNSUPPORTED);
+      corruptions++;
+      g3n_tokenizer_free (tok);
+      g_clear_error (&error);
+      g_free (copy);
+    }
+  check (corruptions_ok == corruptions, "every one-byte corruption loads or fails cleanly (%u of %u)",
+         corruptions_ok, corruptions);
+}
+
 /* ---------------------------------------------------------------- main */
 
 /* Run tests/fetch-tokenizer.sh; NULL (after saying why) when the tokenizer cannot be had. */
@@ -761,6 +877,9 @@ main (int argc, char **argv)
 
   /* These need no download and run either way. */
   check_bad_files ();
+  check_strict_tables_load ();
+  check_strict_tables_errors ();
+  check_strict_tables_damage ();
   check_synthetic ();
 
   if (tok_path) {

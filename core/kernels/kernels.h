@@ -11,13 +11,20 @@
 
 G_BEGIN_DECLS
 
-/* A row-major weight matrix [rows, cols] in its storage dtype: a view, never owning. */
+/* A row-major weight matrix [rows, cols] in its storage dtype: a view, never owning.
+ * Quantised (quant != G3N_QUANT_NONE; dtype is then meaningless): `data` holds each row's codes, rows
+ * g3n_quant_row_bytes() apart, and `scales` the fp16 block scales, [rows, blocks]. A row's last block is
+ * zero-padded when cols is not a multiple of G3N_QBLOCK. */
 typedef struct {
   const void *data;
   G3nDType dtype;
   int rows;
   int cols;
+  G3nQuantType quant;
+  const guint16 *scales;
 } G3nMatrix;
+
+#define G3N_QBLOCK 32
 
 G3nMatrix g3n_matrix_from_tensor (const G3nTensor *t);
 
@@ -28,6 +35,18 @@ void g3n_matrix_row (const G3nMatrix *m, int r, float *dst);
 
 /* y[n, m->rows] = x[n, m->cols] · mᵀ  (a PyTorch nn.Linear without bias). */
 void g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y);
+
+/* Blocks per row and bytes of codes per row of a quantised matrix. */
+int g3n_quant_blocks (int cols);
+gsize g3n_quant_row_bytes (G3nQuantType type, int cols);
+/* Bytes the matrix occupies (codes + scales when quantised). */
+gsize g3n_matrix_bytes (const G3nMatrix *m);
+/* Quantises m (F32, F16 or BF16) to `type` (threaded). Returns the new storage, which the caller frees with
+ * g_free once *out (a view into it) is no longer used. */
+gpointer g3n_matrix_quantize (const G3nMatrix *m, G3nQuantType type, G3nMatrix *out);
+/* fp16 <-> fp32 (round to nearest even; used for the block scales). */
+guint16 g3n_f32_to_f16 (float f);
+float g3n_f16_to_f32 (guint16 h);
 
 /* Dot product of a stored weight row with fp32 x (vectorised for the CPU; see dot.c). */
 float g3n_dot_weight (G3nDType dtype, const void *w, const float *x, int n);

@@ -5,6 +5,7 @@
  * shared by the whole batch.
  */
 #include "kernels.h"
+#include "quant.h"
 #include "threadpool.h"
 
 #include <cblas.h>
@@ -16,7 +17,7 @@
 G3nMatrix
 g3n_matrix_from_tensor (const G3nTensor *t)
 {
-  G3nMatrix m = { t->data, t->dtype, (int) t->shape[0], t->ndim > 1 ? (int) t->shape[1] : 1 };
+  G3nMatrix m = { .data = t->data, .dtype = t->dtype, .rows = (int) t->shape[0], .cols = t->ndim > 1 ? (int) t->shape[1] : 1 };
   return m;
 }
 
@@ -84,6 +85,10 @@ row_ptr (const G3nMatrix *m, int r)
 void
 g3n_matrix_row (const G3nMatrix *m, int r, float *dst)
 {
+  if (m->quant != G3N_QUANT_NONE) {
+    g3n_quant_dequantize_row (m, r, dst);
+    return;
+  }
   g3n_to_f32 (m->dtype, row_ptr (m, r), dst, m->cols);
 }
 
@@ -132,6 +137,16 @@ gemm_blocks (int begin, int end, gpointer data)
   g_free (wf);
 }
 
+/* Few weight rows (≤ a block per thread), several tokens: each thread takes a range of tokens through all
+ * row blocks instead, or threads would sit idle. */
+static void
+gemm_tokens (int begin, int end, gpointer data)
+{
+  GemmJob *j = data;
+  GemmJob part = { j->m, j->x + (gsize) begin * j->m->cols, end - begin, j->y + (gsize) begin * j->m->rows };
+  gemm_blocks (0, (j->m->rows + ROW_BLOCK - 1) / ROW_BLOCK, &part);
+}
+
 static gpointer
 single_threaded_blas (gpointer unused)
 {
@@ -145,6 +160,10 @@ g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y)
 {
   static GOnce blas_once = G_ONCE_INIT;
   g_once (&blas_once, single_threaded_blas, NULL);
+  if (m->quant != G3N_QUANT_NONE) {
+    g3n_matmul_quant (m, x, n, y);
+    return;
+  }
   if (n == 1) {
     MatvecJob j = { m, x, y };
     /* ~64K weights per thread at least, or the wake-up costs more than it saves */
@@ -153,5 +172,9 @@ g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y)
   }
   GemmJob j = { m, x, n, y };
   int blocks = (m->rows + ROW_BLOCK - 1) / ROW_BLOCK;
-  g3n_parallel_for (blocks, 1, gemm_blocks, &j);
+  int threads = g3n_kernels_threads ();
+  if (blocks < 2 * threads && n >= 2 * threads)
+    g3n_parallel_for (n, 1, gemm_tokens, &j);
+  else
+    g3n_parallel_for (blocks, 1, gemm_blocks, &j);
 }

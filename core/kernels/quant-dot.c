@@ -1,0 +1,221 @@
+/* quant-dot.c — dot products of a Q8_0 / Q4_0 weight row with an int8-quantised activation row.
+ *
+ * Every ISA forms the same exact integer sum per block of 32 and scales it by d_w·d_x in fp32:
+ *  - portable: plain integer loops;
+ *  - AVX2: vpmaddubsw needs one unsigned operand, so Q8_0 multiplies |w| by x carrying w's sign (products
+ *    fit the int16 pair sums because codes stay within ±127); Q4_0 codes are already unsigned;
+ *  - AVX-512 VNNI: vpdpbusd sums four u8·s8 products straight into int32, two blocks per 512-bit register.
+ * Q4_0 codes carry a +8 offset, removed per block as 8·d_w·(d_x·Σx) (the activation's `s`).
+ * The ISA follows g3n_kernels_isa() (G3N_KERNEL), with AVX-512 machines lacking VNNI using AVX2 here.
+ */
+#include "quant.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define G3N_X86 1
+#endif
+
+/* ------------------------------------------------------------------------------- portable */
+
+static float
+q8_portable (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+{
+  const gint8 *q = w;
+  float s = 0;
+  for (int k = 0; k < nb; k++) {
+    int sum = 0;
+    for (int i = 0; i < G3N_QBLOCK; i++)
+      sum += q[k * G3N_QBLOCK + i] * xq[k * G3N_QBLOCK + i];
+    s += g3n_f16_to_f32 (wd[k]) * xd[k] * (float) sum;
+  }
+  return s;
+}
+
+static float
+q4_portable (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+{
+  const guint8 *q = w;
+  const int half = G3N_QBLOCK / 2;
+  float s = 0;
+  for (int k = 0; k < nb; k++) {
+    const gint8 *x = xq + k * G3N_QBLOCK;
+    int sum = 0;
+    for (int i = 0; i < half; i++)
+      sum += (q[k * half + i] & 15) * x[i] + (q[k * half + i] >> 4) * x[i + half];
+    float dw = g3n_f16_to_f32 (wd[k]);
+    s += dw * xd[k] * (float) sum - 8.0f * dw * xs[k];
+  }
+  return s;
+}
+
+#ifdef G3N_X86
+/* ----------------------------------------------------------------------------------- AVX2 */
+
+__attribute__ ((target ("avx2,fma"))) static inline float
+hsum256 (__m256 v)
+{
+  __m128 s = _mm_add_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
+  s = _mm_add_ps (s, _mm_movehl_ps (s, s));
+  s = _mm_add_ss (s, _mm_movehdup_ps (s));
+  return _mm_cvtss_f32 (s);
+}
+
+/* u8 codes · s8 activations of one block → 8 int32 partial sums as fp32 */
+__attribute__ ((target ("avx2,fma"))) static inline __m256
+block_dot_avx2 (__m256i u, __m256i x)
+{
+  __m256i pairs = _mm256_maddubs_epi16 (u, x);
+  return _mm256_cvtepi32_ps (_mm256_madd_epi16 (pairs, _mm256_set1_epi16 (1)));
+}
+
+__attribute__ ((target ("avx2,fma,f16c"))) static float
+q8_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+{
+  const gint8 *q = w;
+  __m256 acc[2] = { _mm256_setzero_ps (), _mm256_setzero_ps () };
+  for (int k = 0; k < nb; k++) {
+    __m256i wv = _mm256_loadu_si256 ((const __m256i *) (q + k * G3N_QBLOCK));
+    __m256i xv = _mm256_loadu_si256 ((const __m256i *) (xq + k * G3N_QBLOCK));
+    __m256 p = block_dot_avx2 (_mm256_sign_epi8 (wv, wv), _mm256_sign_epi8 (xv, wv));
+    acc[k & 1] = _mm256_fmadd_ps (p, _mm256_set1_ps (_cvtsh_ss (wd[k]) * xd[k]), acc[k & 1]);
+  }
+  return hsum256 (_mm256_add_ps (acc[0], acc[1]));
+}
+
+__attribute__ ((target ("avx2,fma,f16c"))) static float
+q4_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+{
+  const guint8 *q = w;
+  __m256 acc[2] = { _mm256_setzero_ps (), _mm256_setzero_ps () };
+  float corr = 0;
+  for (int k = 0; k < nb; k++) {
+    __m128i v = _mm_loadu_si128 ((const __m128i *) (q + k * G3N_QBLOCK / 2));
+    /* low nibbles are elements 0-15, high nibbles 16-31 */
+    __m256i codes = _mm256_and_si256 (_mm256_set_m128i (_mm_srli_epi16 (v, 4), v), _mm256_set1_epi8 (15));
+    __m256i xv = _mm256_loadu_si256 ((const __m256i *) (xq + k * G3N_QBLOCK));
+    float dw = _cvtsh_ss (wd[k]);
+    acc[k & 1] = _mm256_fmadd_ps (block_dot_avx2 (codes, xv), _mm256_set1_ps (dw * xd[k]), acc[k & 1]);
+    corr += dw * xs[k];
+  }
+  return hsum256 (_mm256_add_ps (acc[0], acc[1])) - 8.0f * corr;
+}
+
+/* ------------------------------------------------------------------------------- AVX-512 VNNI */
+
+#define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq"
+
+/* Scales s[k] = d_w[k]·d_x[k] for up to 16 blocks from k0, and the mask of those present. */
+__attribute__ ((target (VNNI_TARGET))) static inline __m512
+block_scales (const guint16 *wd, const float *xd, int k0, int m, __m512 *dw)
+{
+  __mmask16 km = (__mmask16) ((1u << m) - 1);
+  *dw = _mm512_cvtph_ps (_mm256_maskz_loadu_epi16 (km, wd + k0));
+  return _mm512_mul_ps (*dw, _mm512_maskz_loadu_ps (km, xd + k0));
+}
+
+/* Lanes 0-7 get s[p], lanes 8-15 s[p + 1]: the scales of the two blocks in one register. */
+__attribute__ ((target (VNNI_TARGET))) static inline __m512
+pair_scales (__m512 s, int p)
+{
+  const __m512i pair = _mm512_set_epi32 (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps (_mm512_add_epi32 (pair, _mm512_set1_epi32 (p)), s);
+}
+
+__attribute__ ((target (VNNI_TARGET))) static float
+q8_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+{
+  const gint8 *q = w;
+  const __m512i zero = _mm512_setzero_si512 ();
+  __m512 acc[2] = { _mm512_setzero_ps (), _mm512_setzero_ps () };
+  for (int k0 = 0; k0 < nb; k0 += 16) {
+    int m = MIN (16, nb - k0);
+    __m512 dw;
+    __m512 s = block_scales (wd, xd, k0, m, &dw);
+    for (int p = 0; p < m; p += 2) {
+      const gint8 *wp = q + (gsize) (k0 + p) * G3N_QBLOCK, *xp = xq + (gsize) (k0 + p) * G3N_QBLOCK;
+      __mmask64 bytes = p + 2 <= m ? ~(__mmask64) 0 : 0xffffffffull; /* a lone last block */
+      __m512i wv = _mm512_maskz_loadu_epi8 (bytes, wp), xv = _mm512_maskz_loadu_epi8 (bytes, xp);
+      /* |w| · (x with w's sign): u8 · s8 as vpdpbusd wants */
+      __m512i xs_signed = _mm512_mask_sub_epi8 (xv, _mm512_movepi8_mask (wv), zero, xv);
+      __m512i dot = _mm512_dpbusd_epi32 (zero, _mm512_abs_epi8 (wv), xs_signed);
+      acc[(p >> 1) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), pair_scales (s, p), acc[(p >> 1) & 1]);
+    }
+  }
+  return _mm512_reduce_add_ps (_mm512_add_ps (acc[0], acc[1]));
+}
+
+__attribute__ ((target (VNNI_TARGET))) static float
+q4_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+{
+  const guint8 *q = w;
+  const __m512i zero = _mm512_setzero_si512 (), low4 = _mm512_set1_epi8 (15);
+  /* [A lo, B lo, A hi, B hi] (128-bit lanes) → [A lo, A hi, B lo, B hi]: both blocks in natural order */
+  const __m512i order = _mm512_set_epi64 (7, 6, 3, 2, 5, 4, 1, 0);
+  __m512 acc[2] = { _mm512_setzero_ps (), _mm512_setzero_ps () }, corr = _mm512_setzero_ps ();
+  for (int k0 = 0; k0 < nb; k0 += 16) {
+    int m = MIN (16, nb - k0);
+    __m512 dw;
+    __m512 s = block_scales (wd, xd, k0, m, &dw);
+    corr = _mm512_fmadd_ps (dw, _mm512_maskz_loadu_ps ((__mmask16) ((1u << m) - 1), xs + k0), corr);
+    for (int p = 0; p < m; p += 2) {
+      gboolean two = p + 2 <= m;
+      __m256i v = _mm256_maskz_loadu_epi8 (two ? 0xffffffffu : 0xffffu, q + (gsize) (k0 + p) * G3N_QBLOCK / 2);
+      __m512i xv = _mm512_maskz_loadu_epi8 (two ? ~(__mmask64) 0 : 0xffffffffull, xq + (gsize) (k0 + p) * G3N_QBLOCK);
+      __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (v), _mm256_srli_epi16 (v, 4), 1);
+      codes = _mm512_permutexvar_epi64 (order, _mm512_and_si512 (codes, low4));
+      __m512i dot = _mm512_dpbusd_epi32 (zero, codes, xv);
+      acc[(p >> 1) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), pair_scales (s, p), acc[(p >> 1) & 1]);
+    }
+  }
+  return _mm512_reduce_add_ps (_mm512_add_ps (acc[0], acc[1])) - 8.0f * _mm512_reduce_add_ps (corr);
+}
+#endif
+
+/* ------------------------------------------------------------------------------ dispatch */
+
+typedef struct {
+  const char *name;
+  G3nQDotFn q8, q4;
+} QDotTable;
+
+static const QDotTable portable_table = { "portable", q8_portable, q4_portable };
+#ifdef G3N_X86
+static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2 };
+static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni };
+#endif
+
+static gpointer
+choose_table (gpointer unused)
+{
+  const char *isa = g3n_kernels_isa (); /* honours G3N_KERNEL */
+  const QDotTable *t = &portable_table;
+#ifdef G3N_X86
+  __builtin_cpu_init ();
+  gboolean vnni = __builtin_cpu_supports ("avx512vnni") && __builtin_cpu_supports ("avx512bw")
+                  && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512dq");
+  if (g_str_equal (isa, "avx512"))
+    t = vnni ? &vnni_table : &avx2_table;
+  else if (g_str_equal (isa, "avx2"))
+    t = &avx2_table;
+#endif
+  return (gpointer) t;
+}
+
+static const QDotTable *
+table (void)
+{
+  static GOnce once = G_ONCE_INIT;
+  return g_once (&once, choose_table, NULL);
+}
+
+const char *
+g3n_qdot_isa (void)
+{
+  return table ()->name;
+}
+
+G3nQDotFn
+g3n_qdot_kernel (G3nQuantType type)
+{
+  return type == G3N_QUANT_Q4_0 ? table ()->q4 : table ()->q8;
+}

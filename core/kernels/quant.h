@@ -1,0 +1,38 @@
+/* quant.h — internals shared by the quantised-matrix code: activation blocks and the per-ISA dot kernels. */
+#ifndef G3N_QUANT_H
+#define G3N_QUANT_H
+
+#include "kernels.h"
+
+G_BEGIN_DECLS
+
+/* Activation rows quantised for integer dot products: per block of G3N_QBLOCK values one fp32 scale d and
+ * int8 codes in [-127, 127] (never -128, so |w|·x fits the AVX2 int16 pair sums), plus s = d·Σq, which the
+ * Q4_0 kernels need to undo the weights' +8 offset. */
+typedef struct {
+  int nb;      /* blocks per row */
+  gint8 *q;    /* [n, nb * G3N_QBLOCK] */
+  float *d;    /* [n, nb] */
+  float *s;    /* [n, nb] */
+} G3nQ8Rows;
+
+void g3n_q8_rows_init (G3nQ8Rows *a, const float *x, int n, int cols);
+void g3n_q8_rows_clear (G3nQ8Rows *a);
+
+/* One weight row (codes w, fp16 scales wd) · one quantised activation row, over nb blocks. */
+typedef float (*G3nQDotFn) (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs,
+                            int nb);
+
+/* The kernel for `type` on the instruction set the kernels chose (g3n_kernels_isa, G3N_KERNEL). */
+G3nQDotFn g3n_qdot_kernel (G3nQuantType type);
+/* "vnni", "avx2" or "portable": which integer kernels that is (AVX-512 without VNNI uses the AVX2 ones). */
+const char *g3n_qdot_isa (void);
+
+/* y[n, m->rows] = x · mᵀ for a quantised m (g3n_matmul hands these over). */
+void g3n_matmul_quant (const G3nMatrix *m, const float *x, int n, float *y);
+/* Row r of a quantised matrix as fp32. */
+void g3n_quant_dequantize_row (const G3nMatrix *m, int r, float *dst);
+
+G_END_DECLS
+
+#endif
