@@ -79,26 +79,7 @@ find (Binder *b, int ndim, const int64_t *shape, const char *fmt, ...)
   va_end (ap);
   g_autofree char *name = g_strconcat ("model.audio_tower.", rel, NULL);
   const G3nTensor *t = b->enc->lookup (b->enc->lookup_data, name);
-  if (!t) {
-    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: required tensor '%s' is missing", b->file, name);
-    return NULL;
-  }
-  if (t->dtype != G3N_DTYPE_F32 && t->dtype != G3N_DTYPE_BF16 && t->dtype != G3N_DTYPE_F16) {
-    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
-                 t->path, name, g3n_dtype_name (t->dtype));
-    return NULL;
-  }
-  gboolean same = t->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++)
-    same = t->shape[i] == shape[i];
-  if (!same) {
-    g_autofree char *have = g3n_shape_to_string (t->ndim, t->shape);
-    g_autofree char *want = g3n_shape_to_string (ndim, shape);
-    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has shape %s, expected %s (from config)",
-                 t->path, name, have, want);
-    return NULL;
-  }
-  return t;
+  return g3n_tensor_expect (t, name, b->file, ndim, shape, b->error) ? t : NULL;
 }
 
 static float *

@@ -28,28 +28,9 @@ find_checked (Binder *b, int ndim, const int64_t *shape, gboolean optional, cons
   g_autofree char *rel = g_strdup_vprintf (fmt, ap);
   g_autofree char *name = g_strconcat (rel[0] == '/' ? "" : b->prefix, rel[0] == '/' ? rel + 1 : rel, NULL);
   const G3nTensor *t = g3n_tensor_store_find (b->model->store, name);
-  if (!t) {
-    if (!optional)
-      g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: required tensor '%s' is missing", b->model->path,
-                   name);
+  if (!t && optional)
     return NULL;
-  }
-  if (t->dtype != G3N_DTYPE_F32 && t->dtype != G3N_DTYPE_BF16 && t->dtype != G3N_DTYPE_F16) {
-    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
-                 t->path, name, g3n_dtype_name (t->dtype));
-    return NULL;
-  }
-  gboolean same = t->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++)
-    same = t->shape[i] == shape[i];
-  if (!same) {
-    g_autofree char *have = g3n_shape_to_string (t->ndim, t->shape);
-    g_autofree char *want = g3n_shape_to_string (ndim, shape);
-    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has shape %s, expected %s", t->path, name,
-                 have, want);
-    return NULL;
-  }
-  return t;
+  return g3n_tensor_expect (t, name, b->model->path, ndim, shape, b->error) ? t : NULL;
 }
 
 /* Names starting with '/' are absolute; others are relative to the binder's prefix. */
@@ -179,8 +160,22 @@ bind_embedder (G3nModel *m, const char *name, int vocab, int mm_hidden, G3nEmbed
   return e->present;
 }
 
+static G3nModel *load_checked (const char *dir, GError **error);
+
 G3nModel *
 g3n_model_load (const char *dir, GError **error)
+{
+  /* The binders test *error to stop at the first problem, so they need a real one even if the caller
+   * passed NULL. */
+  GError *local = NULL;
+  G3nModel *m = load_checked (dir, &local);
+  if (local)
+    g_propagate_error (error, local);
+  return m;
+}
+
+static G3nModel *
+load_checked (const char *dir, GError **error)
 {
   if (!g_file_test (dir, G_FILE_TEST_IS_DIR)) {
     g_set_error (error, G3N_ERROR, G3N_ERROR_IO, "%s: model folder does not exist", dir);

@@ -67,6 +67,33 @@ g3n_shape_to_string (int ndim, const int64_t *shape)
   return g_string_free (s, FALSE);
 }
 
+gboolean
+g3n_tensor_expect (const G3nTensor *t, const char *name, const char *origin, int ndim, const int64_t *shape,
+                   GError **error)
+{
+  if (!t) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: required tensor '%s' is missing", origin, name);
+    return FALSE;
+  }
+  const char *where = t->path ? t->path : origin;
+  if (t->dtype != G3N_DTYPE_F32 && t->dtype != G3N_DTYPE_BF16 && t->dtype != G3N_DTYPE_F16) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
+                 where, name, g3n_dtype_name (t->dtype));
+    return FALSE;
+  }
+  gboolean same = t->ndim == ndim;
+  for (int i = 0; same && i < ndim; i++)
+    same = t->shape[i] == shape[i];
+  if (!same) {
+    g_autofree char *have = g3n_shape_to_string (t->ndim, t->shape);
+    g_autofree char *want = g3n_shape_to_string (ndim, shape);
+    g_set_error (error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has shape %s, expected %s (from config)", where,
+                 name, have, want);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 /* ------------------------------------------------------------------------------------------ reading */
 
 struct _G3nSafetensors {

@@ -41,6 +41,11 @@ int64_t g3n_tensor_numel (const G3nTensor *t);
 /* "[2, 3, 4]" — for error messages; the caller frees it. */
 char *g3n_shape_to_string (int ndim, const int64_t *shape);
 
+/* Checks that t — found under `name`, NULL when missing (reported against `origin`) — is a float
+ * weight (BF16, F16, F32) of exactly `shape`, with an error naming the file and tensor otherwise. */
+gboolean g3n_tensor_expect (const G3nTensor *t, const char *name, const char *origin, int ndim, const int64_t *shape,
+                            GError **error);
+
 /* A single safetensors file, mapped read-only, with every header entry validated at open. */
 typedef struct _G3nSafetensors G3nSafetensors;
 

@@ -130,27 +130,8 @@ find (Binder *b, int ndim, const int64_t *shape, const char *fmt, ...)
   g_autofree char *name = g_strdup_vprintf (fmt, ap);
   va_end (ap);
   const G3nTensor *t = b->lookup (b->user_data, name, ndim, shape);
-  if (!t) {
-    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: required tensor '%s%s' is missing", b->enc->origin,
-                 b->enc->model ? TIMM_PREFIX : "", name);
-    return NULL;
-  }
-  if (t->dtype != G3N_DTYPE_F32 && t->dtype != G3N_DTYPE_BF16 && t->dtype != G3N_DTYPE_F16) {
-    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
-                 t->path ? t->path : b->enc->origin, t->name, g3n_dtype_name (t->dtype));
-    return NULL;
-  }
-  gboolean same = t->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++)
-    same = t->shape[i] == shape[i];
-  if (!same) {
-    g_autofree char *have = g3n_shape_to_string (t->ndim, t->shape);
-    g_autofree char *want = g3n_shape_to_string (ndim, shape);
-    g_set_error (b->error, G3N_ERROR, G3N_ERROR_TENSOR, "%s: tensor '%s' has shape %s, expected %s",
-                 t->path ? t->path : b->enc->origin, t->name, have, want);
-    return NULL;
-  }
-  return t;
+  g_autofree char *full = g_strconcat (b->enc->model ? TIMM_PREFIX : "", name, NULL);
+  return g3n_tensor_expect (t, t ? t->name : full, b->enc->origin, ndim, shape, b->error) ? t : NULL;
 }
 
 static float *
