@@ -6,25 +6,13 @@
  * real Gemma tokenizer (patched with Gemma 3n's multimodal specials as gemma3n_special_tokens.json says):
  * the token ids too.
  */
+#include "test-util.h"
 #include "gemma3n.h"
 #include "gemma3n.h"
 
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
-
-static int passed, failed;
-
-static void G_GNUC_PRINTF (2, 3)
-check (gboolean ok, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  printf ("%s %s\n", ok ? "ok  " : "FAIL", msg);
-  ok ? passed++ : failed++;
-}
 
 /* Messages of a case as G3nChatMessage; strings stay owned by the JSON. */
 static G3nChatMessage *
@@ -157,6 +145,5 @@ main (int argc, char **argv)
   g3n_chat_format_free (fmt);
   if (tok)
     g3n_tokenizer_free (tok);
-  printf ("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return test_summary ();
 }

@@ -6,6 +6,7 @@
  * Every bad input must give a GError whose message names what is wrong — never a crash (this test runs
  * under AddressSanitizer in CI).
  */
+#include "test-util.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -14,22 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int passed, failed;
 static char *tmp;
-
-static void G_GNUC_PRINTF (2, 3)
-check (gboolean ok, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  printf ("%s %s\n", ok ? "ok  " : "FAIL", msg);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 static char *
 tmp_path (const char *name)
@@ -464,6 +450,5 @@ main (int argc, char **argv)
   test_old_config (mm);
   remove_tree (tmp);
   g_free (tmp);
-  printf ("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return test_summary ();
 }

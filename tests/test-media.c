@@ -1,25 +1,13 @@
 /* test-media — audio files through FFmpeg: the bundled WAV (the mm-tiny golden waveform written as 16-bit
  * PCM) decodes to that waveform within 16-bit rounding; resampling to another rate keeps the length
  * ratio; max_samples bounds what is read; files that are not audio are refused. */
+#include "test-util.h"
 #include "gemma3n.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "safetensors.h"
-
-static int passed, failed;
-
-static void G_GNUC_PRINTF (2, 3)
-check (gboolean ok, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  printf ("%s %s\n", ok ? "ok  " : "FAIL", msg);
-  ok ? passed++ : failed++;
-}
 
 int
 main (void)
@@ -61,6 +49,5 @@ main (void)
   check (!ok && error && strstr (error->message, "/nonexistent/a.wav"), "a missing file is named: %s",
          error ? error->message : "(accepted)");
   g3n_safetensors_free (g);
-  printf ("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return test_summary ();
 }

@@ -3,24 +3,12 @@
  * The kept sets are computed here by hand from the definitions (HF's warpers), and the empirical frequencies
  * of seeded draws must lie within 5 standard errors of the renormalised probabilities.
  */
+#include "test-util.h"
 #include "gemma3n.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static int passed, failed;
-
-static void G_GNUC_PRINTF (2, 3)
-check (gboolean ok, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  printf ("%s %s\n", ok ? "ok  " : "FAIL", msg);
-  ok ? passed++ : failed++;
-}
 
 /* logits = log p for p ∝ {0.30, 0.25, 0.15, 0.10, 0.08, 0.05, 0.04, 0.02, 0.01, 0.00(−inf-ish)} but shuffled */
 #define V 10
@@ -138,6 +126,5 @@ main (void)
     g3n_sampler_free (s);
   }
   check (memcmp (a, b, sizeof a) == 0, "a fixed seed reproduces the draws");
-  printf ("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return test_summary ();
 }

@@ -10,6 +10,7 @@
  * - save → load → continue equals continuing uninterrupted; a session file of another model is refused;
  * - bad input gives clear errors.
  */
+#include "test-util.h"
 #include "kv-cache.h"
 #include "model.h"
 #include "safetensors.h"
@@ -18,30 +19,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static int passed, failed;
-
-static void G_GNUC_PRINTF (2, 3)
-check (gboolean ok, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  printf ("%s %s\n", ok ? "ok  " : "FAIL", msg);
-  ok ? passed++ : failed++;
-}
-
-static double
-rel_err (const float *a, const float *b, gsize n)
-{
-  double d = 0, m = 0;
-  for (gsize i = 0; i < n; i++) {
-    d = fmax (d, fabs ((double) a[i] - b[i]));
-    m = fmax (m, fabs (b[i]));
-  }
-  return m > 0 ? d / m : d;
-}
 
 typedef struct {
   GArray *tokens;
@@ -320,6 +297,5 @@ main (int argc, char **argv)
   g3n_tokenizer_free (tok);
   g3n_model_unref (other);
   g3n_model_unref (m);
-  printf ("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return test_summary ();
 }

@@ -7,6 +7,7 @@
  * gives the same logits; greedy generation (ids identical, logits within tolerance); and that the KV cache
  * grows with the context actually used, with sliding layers bounded by their window.
  */
+#include "test-util.h"
 #include "kv-cache.h"
 #include "model.h"
 #include "safetensors.h"
@@ -15,35 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passed, failed;
-
-static void G_GNUC_PRINTF (2, 3)
-check (gboolean ok, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  printf ("%s %s\n", ok ? "ok  " : "FAIL", msg);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
-
-/* max|a - b| / max|b| */
-static double
-rel_err (const float *a, const float *b, gsize n)
-{
-  double d = 0, m = 0;
-  for (gsize i = 0; i < n; i++) {
-    double x = fabs ((double) a[i] - b[i]);
-    d = isnan (x) ? INFINITY : fmax (d, x);
-    m = fmax (m, fabs (b[i]));
-  }
-  return m > 0 ? d / m : d;
-}
 
 static const G3nTensor *
 golden (G3nSafetensors *g, const char *name)
@@ -232,6 +204,5 @@ main (int argc, char **argv)
     run_fixture (mm, 1e-4, 1e-4, 1e-4);
     run_fixture (mat, 5e-4, 2e-4, 4e-4);
   }
-  printf ("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return test_summary ();
 }

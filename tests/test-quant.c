@@ -1,0 +1,320 @@
+/* test-quant — Q8_0 / Q4_0 weights: the formats, the integer kernels, and the decoder running on them.
+ *
+ * Bounds are derived, not tuned:
+ *  - round trip: Q8_0 codes are round(w / d) with the stored scale d, so |w − ŵ| ≤ d/2. Q4_0 maps the
+ *    block's largest-magnitude weight to code 0 (−8·d) and the opposite side reaches at most +8·d, clamped
+ *    to code 15 (+7·d): |w − ŵ| ≤ max(d/2, |w| − 7·d) ≤ d.
+ *  - products: y = Σ w·x is computed as Σ ŵ·x̂ with x̂ the activation quantised to int8 blocks
+ *    (|x − x̂| ≤ d_x/2), so |y − ref| ≤ Σ |w − ŵ|·|x̂| + |w|·d_x/2, plus fp32 rounding. Against Σ ŵ·x̂ itself
+ *    (dequantised operands, double) every ISA must agree to fp32 rounding: the integer block sums are exact.
+ *  - the decoder on the tiny fixtures (random weights, so no redundancy protects them as in a trained model):
+ *    logits are compared with the unquantised model's, reporting max / mean |Δ| and top-1 agreement.
+ * Run under each G3N_KERNEL by test-kernel-paths.sh.
+ */
+#include "kernels/kernels.h"
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+static void G_GNUC_PRINTF (2, 3)
+check (gboolean ok, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  printf ("%s %s\n", ok ? "ok  " : "FAIL", msg);
+  ok ? passed++ : failed++;
+}
+
+static guint16
+to_bf16 (float f)
+{
+  guint32 u;
+  memcpy (&u, &f, 4);
+  return (guint16) ((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+static void
+test_f16 (void)
+{
+  const float exact[] = { 0, 1, -2, 0.5f, 65504, 6.103515625e-05f /* 2^-14 */, 5.960464477539063e-08f /* 2^-24 */,
+                          -3.0517578125e-05f /* subnormal 2^-15 */ };
+  gboolean ok = TRUE;
+  for (guint i = 0; i < G_N_ELEMENTS (exact); i++)
+    ok &= g3n_f16_to_f32 (g3n_f32_to_f16 (exact[i])) == exact[i];
+  /* 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties go to the even mantissa (1) */
+  ok &= g3n_f32_to_f16 (1.0f + 0x1p-11f) == 0x3c00 && g3n_f32_to_f16 (1.0f + 0x1p-10f + 0x1p-11f) == 0x3c02;
+  ok &= g3n_f32_to_f16 (70000.0f) == 0x7c00;
+  /* every finite half survives the round trip */
+  for (guint h = 0; h < 0x7c00; h++)
+    ok &= g3n_f32_to_f16 (g3n_f16_to_f32 ((guint16) h)) == h && g3n_f32_to_f16 (-g3n_f16_to_f32 ((guint16) h)) == (h | 0x8000);
+  check (ok, "fp16 scale conversion: exact values, ties to even, overflow, every finite half round-trips");
+}
+
+/* A random BF16 matrix (as the checkpoints store) and its fp32 values. Rows get different magnitudes, and
+ * some blocks are all zero, so scales span a range. */
+static guint16 *
+random_bf16 (GRand *rand, int rows, int cols, float *wf)
+{
+  guint16 *w = g_new (guint16, (gsize) rows * cols);
+  for (int r = 0; r < rows; r++) {
+    float mag = (float) ldexp (1, g_rand_int_range (rand, -8, 3));
+    for (int c = 0; c < cols; c++) {
+      gsize i = (gsize) r * cols + c;
+      float v = (float) g_rand_double_range (rand, -1, 1) * mag;
+      if (r % 7 == 3 && c < 32)
+        v = 0;
+      w[i] = to_bf16 (v);
+      g3n_to_f32 (G3N_DTYPE_BF16, &w[i], &wf[i], 1);
+    }
+  }
+  return w;
+}
+
+/* Scale of weight i of row r. */
+static float
+scale_of (const G3nMatrix *q, int r, int i)
+{
+  return fabsf (g3n_f16_to_f32 (q->scales[(gsize) r * g3n_quant_blocks (q->cols) + i / G3N_QBLOCK]));
+}
+
+static float
+weight_error_bound (const G3nMatrix *q, int r, int i, float w)
+{
+  float d = scale_of (q, r, i);
+  float bound = q->quant == G3N_QUANT_Q8_0 ? d / 2 : fmaxf (d / 2, fabsf (w) - 7 * d);
+  return bound * (1 + 1e-6f) + 1e-30f;
+}
+
+static void
+test_round_trip (G3nQuantType type, int rows, int cols)
+{
+  GRand *rand = g_rand_new_with_seed ((guint32) (rows * 13 + cols + type));
+  float *wf = g_new (float, (gsize) rows * cols), *back = g_new (float, cols);
+  guint16 *w = random_bf16 (rand, rows, cols, wf);
+  G3nMatrix m = { .data = w, .dtype = G3N_DTYPE_BF16, .rows = rows, .cols = cols }, q;
+  gpointer buf = g3n_matrix_quantize (&m, type, &q);
+  double worst = 0, sum = 0; /* in units of the block scale */
+  gboolean ok = TRUE;
+  for (int r = 0; r < rows; r++) {
+    g3n_matrix_row (&q, r, back);
+    for (int c = 0; c < cols; c++) {
+      float e = fabsf (back[c] - wf[(gsize) r * cols + c]);
+      ok &= e <= weight_error_bound (&q, r, c, wf[(gsize) r * cols + c]);
+      float d = scale_of (&q, r, c);
+      if (d > 0) {
+        worst = fmax (worst, e / d);
+        sum += e / d;
+      }
+    }
+  }
+  gsize expect = (gsize) rows * g3n_quant_blocks (cols) * (type == G3N_QUANT_Q8_0 ? 34 : 18);
+  check (ok && g3n_matrix_bytes (&q) == expect,
+         "%s round trip %dx%d: every |w - w^| within its bound; max %.3f, mean %.3f block scales; %" G_GSIZE_FORMAT
+         " bytes", g3n_quant_type_name (type), rows, cols, worst, sum / ((double) rows * cols), g3n_matrix_bytes (&q));
+  g_free (buf), g_free (w), g_free (wf), g_free (back);
+  g_rand_free (rand);
+}
+
+/* x̂: the activation as the kernels quantise it (per block of 32: scale max|x|/127, codes rounded). */
+static void
+quantise_activation (const float *x, int cols, float *xq, float *dx)
+{
+  for (int b = 0; b * G3N_QBLOCK < cols; b++) {
+    int n = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK);
+    float amax = 0;
+    for (int i = 0; i < n; i++)
+      amax = fmaxf (amax, fabsf (x[b * G3N_QBLOCK + i]));
+    float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0;
+    for (int i = 0; i < n; i++) {
+      float v = x[b * G3N_QBLOCK + i];
+      xq[b * G3N_QBLOCK + i] = d * (float) (int) (v * id + (v >= 0 ? 0.5f : -0.5f));
+      dx[b * G3N_QBLOCK + i] = d;
+    }
+  }
+}
+
+static void
+test_matmul (G3nQuantType type, int rows, int cols, int n)
+{
+  GRand *rand = g_rand_new_with_seed ((guint32) (rows * 31 + cols * 7 + n + type));
+  float *wf = g_new (float, (gsize) rows * cols), *wq = g_new (float, (gsize) rows * cols);
+  float *x = g_new (float, (gsize) n * cols), *xq = g_new (float, cols), *dx = g_new (float, cols);
+  float *y = g_new (float, (gsize) n * rows);
+  guint16 *w = random_bf16 (rand, rows, cols, wf);
+  for (gsize i = 0; i < (gsize) n * cols; i++)
+    x[i] = (float) g_rand_double_range (rand, -2, 2);
+  G3nMatrix m = { .data = w, .dtype = G3N_DTYPE_BF16, .rows = rows, .cols = cols }, q;
+  gpointer buf = g3n_matrix_quantize (&m, type, &q);
+  for (int r = 0; r < rows; r++)
+    g3n_matrix_row (&q, r, wq + (gsize) r * cols);
+  g3n_matmul (&q, x, n, y);
+  double worst_exact = 0, worst_ref = 0; /* as fractions of the allowed bounds */
+  for (int t = 0; t < n; t++) {
+    quantise_activation (x + (gsize) t * cols, cols, xq, dx);
+    for (int r = 0; r < rows; r++) {
+      const float *wr = wf + (gsize) r * cols, *qr = wq + (gsize) r * cols, *xt = x + (gsize) t * cols;
+      double ref = 0, exact = 0, mag = 0, bound = 0;
+      for (int c = 0; c < cols; c++) {
+        ref += (double) wr[c] * xt[c];
+        exact += (double) qr[c] * xq[c];
+        mag += fabs ((double) qr[c] * xq[c]);
+        bound += weight_error_bound (&q, r, c, wr[c]) * fabs (xq[c]) + fabs (wr[c]) * dx[c] / 2;
+      }
+      double got = y[(gsize) t * rows + r], fp = 1e-5 * mag + 1e-30;
+      worst_exact = fmax (worst_exact, fabs (got - exact) / fp);
+      worst_ref = fmax (worst_ref, fabs (got - ref) / (bound + fp));
+    }
+  }
+  check (worst_exact <= 1 && worst_ref <= 1,
+         "%s matmul %dx%d n=%d (%s): |y - w^.x^| at %.2g of fp32 slack, |y - w.x| at %.2g of the scale bound",
+         g3n_quant_type_name (type), rows, cols, n, g3n_kernels_isa (), worst_exact, worst_ref);
+  g_free (buf), g_free (w), g_free (wf), g_free (wq), g_free (x), g_free (xq), g_free (dx), g_free (y);
+  g_rand_free (rand);
+}
+
+/* ------------------------------------------------------------------------------ the decoder */
+
+static float *
+all_logits (G3nModel *m, const int32_t *ids, int T, int chunk)
+{
+  int V = g3n_model_n_vocab (m);
+  float *logits = g_new (float, (gsize) T * V);
+  G3nContext *ctx = g3n_context_new (m, NULL, NULL);
+  for (int t0 = 0; t0 < T; t0 += chunk) {
+    G3nBatch b = { .n_tokens = MIN (chunk, T - t0), .ids = ids + t0, .all_logits = TRUE,
+                   .logits = logits + (gsize) t0 * V };
+    g_assert (g3n_context_decode (ctx, &b, NULL));
+  }
+  g3n_context_free (ctx);
+  return logits;
+}
+
+static int
+argmax (const float *v, int n)
+{
+  int best = 0;
+  for (int i = 1; i < n; i++)
+    best = v[i] > v[best] ? i : best;
+  return best;
+}
+
+/* The tiny fixtures have random weights and no redundancy: they amplify any weight change enormously.
+ * Measured: multiplying every quantisable weight by an independent (1 ± 0.4%) factor, well under Q8_0's
+ * error, already moves the logits by 12% (mm-tiny) / 23% (text-matformer) of their range and flips 4-6 of
+ * ~45 argmaxes; Q8_0 weights alone (activations kept fp32) move them 23% / 28%. So these bounds only
+ * guard against gross breakage (a wrong matrix, layout or scale gives logits unrelated to the reference:
+ * top-1 agreement near 1/vocab). The exactness of the products is tested above; quality on real weights is
+ * measured by tools/gemma3n-bench. Q4_0 (16 levels) leaves the random fixtures' logits only loosely
+ * related, still far above chance. Batching changes only fp32 summation order, but an activation near a
+ * rounding boundary of its int8 block then lands on the other code, and the fixtures amplify that too. */
+static void
+test_decoder (const char *dir, G3nQuantType type, double max_rel, double min_top1, double max_batch_rel)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *golden_path = g_build_filename (dir, "golden.safetensors", NULL);
+  G3nModel *ref = g3n_model_load (dir, &error);
+  G3nModel *m = ref ? g3n_model_load (dir, &error) : NULL;
+  G3nSafetensors *g = m ? g3n_safetensors_open (golden_path, &error) : NULL;
+  if (!g) {
+    check (FALSE, "load %s: %s", dir, error ? error->message : "?");
+    return;
+  }
+  const G3nTensor *idt = g3n_safetensors_find (g, "text_input_ids");
+  int T = (int) g3n_tensor_numel (idt), V = g3n_model_n_vocab (m);
+  g_autofree int32_t *ids = g_new (int32_t, T);
+  for (int i = 0; i < T; i++)
+    ids[i] = (int32_t) ((const gint64 *) idt->data)[i];
+
+  gsize before = g3n_model_text_weight_bytes (m);
+  check (g3n_model_quantize (m, type, &error) && g3n_model_quant_type (m) == type, "quantise %s to %s", dir,
+         g3n_quant_type_name (type));
+  gsize after = g3n_model_text_weight_bytes (m);
+  g_autofree float *want = all_logits (ref, ids, T, T), *got = all_logits (m, ids, T, T);
+  double max_diff = 0, sum_diff = 0, max_ref = 0;
+  int agree = 0;
+  for (int t = 0; t < T; t++) {
+    const float *a = got + (gsize) t * V, *b = want + (gsize) t * V;
+    for (int v = 0; v < V; v++) {
+      double d = fabs ((double) a[v] - b[v]);
+      max_diff = isnan (d) ? INFINITY : fmax (max_diff, d);
+      sum_diff += d;
+      max_ref = fmax (max_ref, fabs (b[v]));
+    }
+    agree += argmax (a, V) == argmax (b, V);
+  }
+  double rel = max_diff / max_ref, top1 = (double) agree / T;
+  check (rel <= max_rel && top1 >= min_top1,
+         "%s %s vs unquantised: max |dlogit| %.4f (rel %.3g <= %.3g), mean %.5f, top-1 agreement %d/%d (>= %.0f%%); "
+         "text weights %" G_GSIZE_FORMAT " -> %" G_GSIZE_FORMAT " bytes",
+         dir, g3n_quant_type_name (type), max_diff, rel, max_rel, sum_diff / ((double) T * V), agree, T,
+         min_top1 * 100, before, after);
+  check (after < before * (type == G3N_QUANT_Q8_0 ? 0.75 : 0.5), "%s: quantised weights take less memory",
+         g3n_quant_type_name (type));
+
+  /* Activations are quantised per token, so batching changes only fp32 summation order. */
+  g_autofree float *one = all_logits (m, ids, T, 1);
+  double d = 0;
+  for (gsize i = 0; i < (gsize) T * V; i++)
+    d = fmax (d, fabs (one[i] - got[i]));
+  check (d / max_ref <= max_batch_rel, "%s token by token vs whole prompt: rel %.3g <= %.3g",
+         g3n_quant_type_name (type), d / max_ref, max_batch_rel);
+
+  check (g3n_model_quantize (m, type, NULL), "quantising again to the same type is a no-op");
+  G3nQuantType other = type == G3N_QUANT_Q8_0 ? G3N_QUANT_Q4_0 : G3N_QUANT_Q8_0;
+  g_clear_error (&error);
+  check (!g3n_model_quantize (m, other, &error) && g_error_matches (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT),
+         "re-quantising to another type is refused: %s", error ? error->message : "(accepted)");
+  g3n_safetensors_free (g);
+  g3n_model_unref (m);
+  g3n_model_unref (ref);
+}
+
+static void
+test_names (void)
+{
+  G3nQuantType t = G3N_QUANT_NONE;
+  g_autoptr (GError) error = NULL;
+  gboolean ok = g3n_quant_type_from_string ("Q8_0", &t, NULL) && t == G3N_QUANT_Q8_0;
+  ok &= g3n_quant_type_from_string ("q4", &t, NULL) && t == G3N_QUANT_Q4_0;
+  ok &= g3n_quant_type_from_string ("bf16", &t, NULL) && t == G3N_QUANT_NONE;
+  ok &= !g3n_quant_type_from_string ("q5_k", &t, &error) && g_error_matches (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT);
+  ok &= g_str_equal (g3n_quant_type_name (G3N_QUANT_Q4_0), "q4_0");
+  check (ok, "quant type names parse and print");
+}
+
+int
+main (void)
+{
+  test_f16 ();
+  test_names ();
+  const G3nQuantType types[] = { G3N_QUANT_Q8_0, G3N_QUANT_Q4_0 };
+  /* widths: one block, a partial last block (80 = the matformer fixture's hidden size), odd and even block
+   * counts around the 16-block groups of the AVX-512 kernels; n: decode, a few tokens (threads split
+   * tokens), a prefill (threads split rows) */
+  const int shapes[][3] = { { 1, 32, 1 }, { 7, 80, 1 }, { 33, 1000, 1 }, { 300, 544, 1 }, { 64, 96, 5 },
+                            { 17, 80, 9 }, { 513, 256, 17 }, { 40, 2048, 3 } };
+  for (guint t = 0; t < G_N_ELEMENTS (types); t++) {
+    test_round_trip (types[t], 50, 80);
+    test_round_trip (types[t], 20, 2048);
+    for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+      test_matmul (types[t], shapes[s][0], shapes[s][1], shapes[s][2]);
+  }
+  const char *data = g_getenv ("G3N_TEST_DATA");
+  if (data) {
+    g_autofree char *mm = g_build_filename (data, "mm-tiny", NULL);
+    g_autofree char *mf = g_build_filename (data, "text-matformer", NULL);
+    test_decoder (mm, G3N_QUANT_Q8_0, 0.5, 0.6, 0.15);
+    test_decoder (mm, G3N_QUANT_Q4_0, 2.0, 0.05, 0.3);
+    test_decoder (mf, G3N_QUANT_Q8_0, 0.5, 0.6, 0.15);
+    test_decoder (mf, G3N_QUANT_Q4_0, 2.0, 0.05, 0.3);
+  }
+  printf ("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
