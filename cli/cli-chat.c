@@ -30,18 +30,9 @@ static gboolean
 run_chat (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, int n_new, int n_ctx,
           const G3nSamplerParams *sp, GError **error)
 {
-  G3nChatFormat *fmt = g3n_chat_format_load (dir, error);
-  if (!fmt)
+  G3nSession *session = g3n_cli_open_session (model, tok, dir, system, n_ctx, error);
+  if (!session)
     return FALSE;
-  G3nSessionParams p = g3n_session_default_params ();
-  if (n_ctx > 0)
-    p.n_ctx = n_ctx;
-  G3nSession *session = g3n_session_new (model, tok, fmt, &p, error);
-  g3n_chat_format_free (fmt);
-  if (!session || (system && !g3n_session_set_system (session, system, error))) {
-    g3n_session_free (session);
-    return FALSE;
-  }
   G3nSampler *sampler = g3n_sampler_new (sp);
   usage_line ();
   char line[65536];

@@ -133,31 +133,6 @@ generate_raw (G3nModel *model, G3nTokenizer *tok, const char *prompt, int n_new,
   return ok;
 }
 
-static gboolean
-generate_chat (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, const char *prompt,
-               int n_new, int n_ctx, const G3nSamplerParams *sp, GError **error)
-{
-  G3nChatFormat *fmt = g3n_chat_format_load (dir, error);
-  if (!fmt)
-    return FALSE;
-  G3nSessionParams p = g3n_session_default_params ();
-  if (n_ctx > 0)
-    p.n_ctx = n_ctx;
-  G3nSession *session = g3n_session_new (model, tok, fmt, &p, error);
-  g3n_chat_format_free (fmt);
-  if (!session)
-    return FALSE;
-  G3nSampler *s = g3n_sampler_new (sp);
-  gboolean ok = (!system || g3n_session_set_system (session, system, error))
-                && g3n_session_add_text (session, prompt, error)
-                && g3n_session_generate (session, s, n_new, g3n_cli_print_piece, NULL, NULL, error);
-  if (ok)
-    printf ("\n");
-  g3n_sampler_free (s);
-  g3n_session_free (session);
-  return ok;
-}
-
 int
 g3n_cli_generate (int argc, char **argv)
 {
@@ -215,7 +190,8 @@ g3n_cli_generate (int argc, char **argv)
   } else {
     tok = g3n_cli_load_tokenizer (model_dir, tokenizer, &error);
     ok = tok && (raw ? generate_raw (model, tok, prompt, n_new, n_ctx, &sp, &error)
-                     : generate_chat (model, tok, model_dir, system, prompt, n_new, n_ctx, &sp, &error));
+                     : g3n_cli_answer_turn (model, tok, model_dir, system, NULL, NULL, prompt, n_new, n_ctx, &sp,
+                                              &error));
   }
   if (tok)
     g3n_tokenizer_free (tok);

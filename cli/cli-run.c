@@ -3,22 +3,35 @@
 
 #include <stdio.h>
 
-static gboolean
-run_turn (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, char **images, char **audios,
-          const char *prompt, int n_new, int n_ctx, const G3nSamplerParams *sp, GError **error)
+G3nSession *
+g3n_cli_open_session (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, int n_ctx,
+                      GError **error)
 {
   G3nChatFormat *fmt = g3n_chat_format_load (dir, error);
   if (!fmt)
-    return FALSE;
+    return NULL;
   G3nSessionParams p = g3n_session_default_params ();
   if (n_ctx > 0)
     p.n_ctx = n_ctx;
   G3nSession *session = g3n_session_new (model, tok, fmt, &p, error);
   g3n_chat_format_free (fmt);
+  if (session && system && !g3n_session_set_system (session, system, error)) {
+    g3n_session_free (session);
+    return NULL;
+  }
+  return session;
+}
+
+gboolean
+g3n_cli_answer_turn (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, char **images,
+                     char **audios, const char *prompt, int n_new, int n_ctx, const G3nSamplerParams *sp,
+                     GError **error)
+{
+  G3nSession *session = g3n_cli_open_session (model, tok, dir, system, n_ctx, error);
   if (!session)
     return FALSE;
   G3nSampler *sampler = g3n_sampler_new (sp);
-  gboolean ok = !system || g3n_session_set_system (session, system, error);
+  gboolean ok = TRUE;
   /* media first, then the question: "<image> Describe this image." */
   for (int i = 0; ok && images && images[i]; i++)
     ok = g3n_cli_media_add_image (session, images[i], error);
@@ -76,7 +89,8 @@ g3n_cli_run (int argc, char **argv)
   if (!model)
     return g3n_cli_fail ("%s", error->message);
   G3nTokenizer *tok = g3n_cli_load_tokenizer (model_dir, tokenizer, &error);
-  gboolean ok = tok && run_turn (model, tok, model_dir, system, images, audios, prompt, n_new, n_ctx, &sp, &error);
+  gboolean ok = tok && g3n_cli_answer_turn (model, tok, model_dir, system, images, audios, prompt, n_new, n_ctx, &sp,
+                                              &error);
   if (tok)
     g3n_tokenizer_free (tok);
   g3n_model_unref (model);

@@ -26,6 +26,14 @@ gboolean g3n_cli_sampler_params (const G3nCliSampling *sampling, G3nSamplerParam
 G3nTokenizer *g3n_cli_load_tokenizer (const char *model, const char *override, GError **error);
 /* Appends the ids of "2,105, 2364" to ids; FALSE unless it is a list of non-negative integers. */
 gboolean g3n_cli_parse_ids (const char *text, GArray *ids);
+/* A session in the checkpoint's chat format (DIR's tokenizer_config.json / processor_config.json). */
+G3nSession *g3n_cli_open_session (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, int n_ctx,
+                                  GError **error);
+/* One user turn (images, then audio clips, then text) and its answer streamed to stdout. */
+gboolean g3n_cli_answer_turn (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, char **images,
+                              char **audios, const char *prompt, int n_new, int n_ctx, const G3nSamplerParams *sp,
+                              GError **error);
+
 /* Media files (images, audio clips) into a session's next turn. */
 gboolean g3n_cli_media_add_audio (G3nSession *session, const char *path, GError **error);
 gboolean g3n_cli_media_add_image (G3nSession *session, const char *path, GError **error);
