@@ -43,86 +43,87 @@ need_audio (G3nModel *m, Towers *tw, GError **error)
   return tw->audio != NULL;
 }
 
-/* One clip's features → every audio tower output, written under `prefix` names when prefix is "". */
+/* The audio tower outputs of B clips of T frames, written under the MANIFEST's names with batch B (the
+ * per-block outputs as [blocks, B, T_sub, hidden]); each clip's padded soft tokens are kept, in order, for
+ * the multimodal forward. Clips are encoded one by one: they do not interact in the reference either. */
 static gboolean
-encode_clip (G3nModel *m, Towers *tw, const float *features, const guint8 *valid, int T, int F, G3nCliOutputs *o,
-             gboolean write, GError **error)
+encode_clips (G3nModel *m, Towers *tw, const float *features, const guint8 *valid, int B, int T, int F,
+              G3nCliOutputs *o, GError **error)
 {
   int n_sub, N, L = g3n_audio_encoder_n_layers (tw->audio), AH = g3n_audio_encoder_n_hidden (tw->audio);
   int H = g3n_model_n_embd (m), S = g3n_audio_encoder_n_soft_tokens (tw->audio);
   g3n_audio_encoder_sizes (tw->audio, T, &n_sub, &N);
-  float *sscp = g_new (float, (gsize) n_sub * AH), *blocks = g_new (float, (gsize) L * n_sub * AH);
-  float *tower = g_new (float, (gsize) N * AH), *embeds = g_new (float, (gsize) N * H);
-  guint8 *mask = g_new (guint8, N);
-  float *padded = g_new (float, (gsize) S * H);
-  G3nAudioEncodeOutputs out = { sscp, blocks, tower, mask, embeds };
-  gboolean ok = g3n_audio_encode (tw->audio, features, T, F, valid, &out, error)
-                && g3n_audio_embed_padded (tw->audio, embeds, mask, N, padded, error);
-  if (ok) {
-    tw->audio_soft = g_renew (float, tw->audio_soft, (gsize) (tw->n_audio_soft + S) * H);
-    memcpy (tw->audio_soft + (gsize) tw->n_audio_soft * H, padded, sizeof (float) * S * H);
-    tw->n_audio_soft += S;
+  float *sscp = g_new (float, (gsize) B * n_sub * AH), *blocks = g_new (float, (gsize) L * B * n_sub * AH);
+  float *tower = g_new (float, (gsize) B * N * AH), *embeds = g_new (float, (gsize) B * N * H);
+  guint8 *mask = g_new (guint8, (gsize) B * N);
+  float *padded = g_new (float, (gsize) B * S * H);
+  g3n_cli_output (o, "audio_sscp_output", G3N_DTYPE_F32, sscp, 3, (int64_t[]) { B, n_sub, AH });
+  g3n_cli_output (o, "audio_conformer_block_outputs", G3N_DTYPE_F32, blocks, 4, (int64_t[]) { L, B, n_sub, AH });
+  g3n_cli_output (o, "audio_tower_output", G3N_DTYPE_F32, tower, 3, (int64_t[]) { B, N, AH });
+  g3n_cli_output (o, "audio_tower_mask", G3N_DTYPE_U8, mask, 2, (int64_t[]) { B, N });
+  g3n_cli_output (o, "audio_embeds", G3N_DTYPE_F32, embeds, 3, (int64_t[]) { B, N, H });
+  g3n_cli_output (o, "audio_embeds_padded", G3N_DTYPE_F32, padded, 3, (int64_t[]) { B, S, H });
+  g_autofree float *clip_blocks = g_new (float, (gsize) L * n_sub * AH);
+  for (int b = 0; b < B; b++) {
+    G3nAudioEncodeOutputs out = { sscp + (gsize) b * n_sub * AH, clip_blocks, tower + (gsize) b * N * AH,
+                                  mask + (gsize) b * N, embeds + (gsize) b * N * H };
+    if (!g3n_audio_encode (tw->audio, features + (gsize) b * T * F, T, F, valid ? valid + (gsize) b * T : NULL, &out,
+                           error)
+        || !g3n_audio_embed_padded (tw->audio, out.embeds, out.tower_mask, N, padded + (gsize) b * S * H, error))
+      return FALSE;
+    for (int l = 0; l < L; l++)
+      memcpy (blocks + ((gsize) l * B + b) * n_sub * AH, clip_blocks + (gsize) l * n_sub * AH,
+              sizeof (float) * n_sub * AH);
   }
-  if (ok && write) {
-    g3n_cli_output (o, "audio_sscp_output", G3N_DTYPE_F32, sscp, 3, (int64_t[]) { 1, n_sub, AH });
-    g3n_cli_output (o, "audio_conformer_block_outputs", G3N_DTYPE_F32, blocks, 4, (int64_t[]) { L, 1, n_sub, AH });
-    g3n_cli_output (o, "audio_tower_output", G3N_DTYPE_F32, tower, 3, (int64_t[]) { 1, N, AH });
-    g3n_cli_output (o, "audio_tower_mask", G3N_DTYPE_U8, mask, 2, (int64_t[]) { 1, N });
-    g3n_cli_output (o, "audio_embeds", G3N_DTYPE_F32, embeds, 3, (int64_t[]) { 1, N, H });
-    g3n_cli_output (o, "audio_embeds_padded", G3N_DTYPE_F32, padded, 3, (int64_t[]) { 1, S, H });
-  } else {
-    g_free (sscp), g_free (blocks), g_free (tower), g_free (mask), g_free (embeds), g_free (padded);
-  }
-  return ok;
+  tw->audio_soft = g_memdup2 (padded, sizeof (float) * B * S * H);
+  tw->n_audio_soft = B * S;
+  return TRUE;
 }
 
-/* audio_waveform → input_features(_mask); input_features(+mask) (given, or those) → the tower outputs. */
+/* audio_waveform → input_features(_mask); input_features [B, T, F] (+ mask; given, or those) → tower outputs. */
 static gboolean
 forward_audio (G3nModel *m, const G3nSafetensors *in, Towers *tw, G3nCliOutputs *o, GError **error)
 {
-  const G3nTensor *wave = float_input (in, "audio_waveform", 1, 2, error);
+  const G3nTensor *wave = float_input (in, "audio_waveform", 1, 1, error);
   const G3nTensor *feat = *error ? NULL : float_input (in, "input_features", 3, 3, error);
   if (*error || (!wave && !feat))
     return *error == NULL;
   if (!need_audio (m, tw, error))
     return FALSE;
-  int F = g3n_audio_features_size (tw->fx);
+  int F = g3n_audio_features_size (tw->fx), T = 0, B = 1;
   float *my_feat = NULL;
   guint8 *my_mask = NULL;
-  int T = 0;
   if (wave) {
     gsize n = (gsize) g3n_tensor_numel (wave);
     T = g3n_audio_features_n_frames (tw->fx, n);
     my_feat = g_new (float, (gsize) MAX (T, 1) * F);
     my_mask = g_new (guint8, MAX (T, 1));
-    if (!g3n_audio_features_compute (tw->fx, wave->data, n, my_feat, my_mask, error)) {
-      g_free (my_feat), g_free (my_mask);
-      return FALSE;
-    }
     g3n_cli_output (o, "input_features", G3N_DTYPE_F32, my_feat, 3, (int64_t[]) { 1, T, F });
     g3n_cli_output (o, "input_features_mask", G3N_DTYPE_U8, my_mask, 2, (int64_t[]) { 1, T });
+    if (!g3n_audio_features_compute (tw->fx, wave->data, n, my_feat, my_mask, error))
+      return FALSE;
   }
   const float *use = my_feat;
   const guint8 *valid = my_mask;
-  g_autofree guint8 *given_mask = NULL;
   if (feat) {
     /* given features win: the tower is then checked on the reference's own features */
-    if (feat->shape[0] != 1 || feat->shape[2] != F) {
-      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: input_features must be [1, frames, %d]",
+    if (feat->shape[2] != F) {
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: input_features must be [clips, frames, %d]",
                    feat->path, F);
       return FALSE;
     }
+    B = (int) feat->shape[0];
     T = (int) feat->shape[1];
     use = feat->data;
     const G3nTensor *mt = g3n_safetensors_find (in, "input_features_mask");
-    if (mt && (g3n_tensor_numel (mt) != T || (mt->dtype != G3N_DTYPE_U8 && mt->dtype != G3N_DTYPE_BOOL))) {
-      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: input_features_mask must be U8/BOOL [1, %d]",
-                   mt->path, T);
+    if (mt && (g3n_tensor_numel (mt) != (gint64) B * T || (mt->dtype != G3N_DTYPE_U8 && mt->dtype != G3N_DTYPE_BOOL))) {
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: input_features_mask must be U8/BOOL [%d, %d]",
+                   mt->path, B, T);
       return FALSE;
     }
     valid = mt ? mt->data : NULL;
   }
-  return encode_clip (m, tw, use, valid, T, F, o, TRUE, error);
+  return encode_clips (m, tw, use, valid, B, T, F, o, error);
 }
 
 /* audio_waveform + audio_batch_waveform_1 → the audio_batch_* outputs (clips padded together, each encoded). */

@@ -2,7 +2,7 @@
  *
  *   tensor-compare GOLDEN OUT NAME[=TOL] ...
  *   tensor-compare --ids FILE NAME        prints an integer tensor as comma-separated values
- *   tensor-compare --extract IN OUT NAME…  writes the named tensors of IN to a new file OUT
+ *   tensor-compare --extract IN OUT NAME[:NEW]…  writes the named tensors of IN (renamed) to a new file OUT
  *
  * Float tensors pass when max|out - golden| / max|golden| <= TOL (the fixtures' MANIFEST tolerance);
  * integer tensors (and TOL "exact") must be identical. Shapes must match. Prints one line per tensor and
@@ -117,14 +117,18 @@ extract (const char *in_path, const char *out_path, char **names, int n)
   g_autoptr (GError) error = NULL;
   G3nSafetensors *in = g3n_safetensors_open (in_path, &error);
   g_autofree G3nTensor *picked = g_new0 (G3nTensor, MAX (n, 1));
+  g_autoptr (GPtrArray) parts = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
   for (int i = 0; in && i < n; i++) {
-    const G3nTensor *t = g3n_safetensors_find (in, names[i]);
+    char **p = g_strsplit (names[i], ":", 2);
+    g_ptr_array_add (parts, p);
+    const G3nTensor *t = g3n_safetensors_find (in, p[0]);
     if (!t) {
-      fprintf (stderr, "tensor-compare: %s has no %s\n", in_path, names[i]);
+      fprintf (stderr, "tensor-compare: %s has no %s\n", in_path, p[0]);
       g3n_safetensors_free (in);
       return 2;
     }
     picked[i] = *t;
+    picked[i].name = p[1] ? p[1] : p[0];
   }
   gboolean ok = in && g3n_safetensors_write (out_path, picked, n, &error);
   if (!ok)

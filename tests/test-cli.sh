@@ -51,6 +51,17 @@ if "$CLI" forward --model "$DATA/mm-tiny" --inputs "$tmp/audio-in.safetensors" -
 else
   bad "forward on audio alone and on pixels alone"
 fi
+# a batch of two clips given as input_features [2, T, F]: the batch goldens, under the single-clip names
+"$CMP" --extract "$DATA/mm-tiny/golden.safetensors" "$tmp/batch-in.safetensors" \
+  audio_batch_input_features:input_features audio_batch_input_features_mask:input_features_mask
+"$CMP" --extract "$DATA/mm-tiny/golden.safetensors" "$tmp/batch-golden.safetensors" \
+  audio_batch_tower_output:audio_tower_output audio_batch_tower_mask:audio_tower_mask audio_batch_embeds:audio_embeds
+if "$CLI" forward --model "$DATA/mm-tiny" --inputs "$tmp/batch-in.safetensors" --output "$tmp/b.safetensors" \
+   && "$CMP" "$tmp/batch-golden.safetensors" "$tmp/b.safetensors" audio_tower_output audio_tower_mask audio_embeds; then
+  ok "forward on a batch of two clips' features"
+else
+  bad "forward on a batch of two clips' features"
+fi
 # preprocess: image.png → the reference's pixel_values exactly
 if "$CLI" preprocess --model "$DATA/mm-tiny" --image "$DATA/mm-tiny/image.png" --output "$tmp/px.safetensors" \
    && "$CMP" "$DATA/mm-tiny/golden.safetensors" "$tmp/px.safetensors" pixel_values=exact; then
