@@ -26,27 +26,6 @@ g3n_cli_greedy (G3nContext *ctx, const int32_t *prompt, int n_prompt, int n_new,
 }
 
 gboolean
-g3n_cli_parse_ids (const char *text, GArray *ids)
-{
-  const char *p = text;
-  guint before = ids->len;
-  while (*p) {
-    while (*p == ',' || g_ascii_isspace (*p))
-      p++;
-    if (!*p)
-      break;
-    char *end;
-    gint64 v = g_ascii_strtoll (p, &end, 10);
-    if (end == p || v < 0 || v > G_MAXINT32 || (*end && *end != ',' && !g_ascii_isspace (*end)))
-      return FALSE;
-    int32_t id = (int32_t) v;
-    g_array_append_val (ids, id);
-    p = end;
-  }
-  return ids->len > before;
-}
-
-gboolean
 g3n_cli_print_piece (int32_t token, const char *text, gpointer unused)
 {
   fputs (text, stdout);

@@ -19,6 +19,27 @@ g3n_cli_load_tokenizer (const char *model, const char *override, GError **error)
   return g3n_tokenizer_new_from_file (path, error);
 }
 
+gboolean
+g3n_cli_parse_ids (const char *text, GArray *ids)
+{
+  const char *p = text;
+  guint before = ids->len;
+  while (*p) {
+    while (*p == ',' || g_ascii_isspace (*p))
+      p++;
+    if (!*p)
+      break;
+    char *end;
+    gint64 v = g_ascii_strtoll (p, &end, 10);
+    if (end == p || v < 0 || v > G_MAXINT32 || (*end && *end != ',' && !g_ascii_isspace (*end)))
+      return FALSE;
+    int32_t id = (int32_t) v;
+    g_array_append_val (ids, id);
+    p = end;
+  }
+  return ids->len > before;
+}
+
 GOptionGroup *
 g3n_cli_sampling_options (G3nCliSampling *s)
 {
