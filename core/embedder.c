@@ -38,47 +38,68 @@ g3n_embedder_embed_hard (const G3nEmbedderWeights *e, double eps, int row, int m
   g_free (normed);
 }
 
+/* Which embedder (if any) serves id; FALSE with an error when none can. */
+static gboolean
+embedder_for (const G3nModel *m, int32_t id, const G3nEmbedderWeights **e, int *offset, int *mm_hidden, double *eps,
+              GError **error)
+{
+  const G3nConfig *c = m->config;
+  *e = NULL;
+  if (id < 0 || id >= c->text.vocab_size) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "token id %d is outside the vocabulary [0, %d)", id,
+                 c->text.vocab_size);
+    return FALSE;
+  }
+  /* A text-only config (gemma3n_text) has no multimodal ranges: every id is a text id. */
+  if (!(c->vision.present || c->audio.present) || id < MIN (c->vision.vocab_offset, c->audio.vocab_offset))
+    return TRUE;
+  gboolean audio = id >= c->audio.vocab_offset;
+  *e = audio ? &m->embed_audio : &m->embed_vision;
+  *offset = audio ? c->audio.vocab_offset : c->vision.vocab_offset;
+  *mm_hidden = audio ? c->audio.hidden_size : c->vision.hidden_size;
+  *eps = audio ? c->audio.rms_norm_eps : c->vision.rms_norm_eps;
+  int mm_vocab = audio ? c->audio.vocab_size : c->vision.vocab_size;
+  if (!(*e)->present || id - *offset >= mm_vocab) {
+    const char *what = audio ? "audio" : "vision";
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "token id %d is in the %s vocabulary, but %s has no usable embed_%s weights", id, what, m->path, what);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+g3n_model_check_ids (const G3nModel *m, const int32_t *ids, int n, GError **error)
+{
+  const G3nEmbedderWeights *e;
+  int offset, mm_hidden;
+  double eps;
+  for (int i = 0; i < n; i++)
+    if (!embedder_for (m, ids[i], &e, &offset, &mm_hidden, &eps, error))
+      return FALSE;
+  return TRUE;
+}
+
 gboolean
 g3n_model_embed_tokens (const G3nModel *m, const int32_t *ids, int n, float *out, GError **error)
 {
-  const G3nConfig *c = m->config;
-  int H = c->text.hidden_size;
+  int H = m->config->text.hidden_size;
   /* The reference multiplies by a fp32 tensor holding sqrt(hidden). */
   const float scale = (float) sqrt ((double) H);
-  gboolean multimodal = c->vision.present || c->audio.present;
   for (int i = 0; i < n; i++) {
-    int32_t id = ids[i];
-    float *dst = out + (gsize) i * H;
-    if (id < 0 || id >= c->text.vocab_size) {
-      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "token id %d is outside the vocabulary [0, %d)", id,
-                   c->text.vocab_size);
-      return FALSE;
-    }
-    const G3nEmbedderWeights *e = NULL;
-    const char *what = NULL;
+    const G3nEmbedderWeights *e;
     int offset = 0, mm_hidden = 0;
     double eps = 0;
-    if (multimodal && id >= c->audio.vocab_offset) {
-      e = &m->embed_audio, what = "audio", offset = c->audio.vocab_offset;
-      mm_hidden = c->audio.hidden_size, eps = c->audio.rms_norm_eps;
-    } else if (multimodal && id >= c->vision.vocab_offset) {
-      e = &m->embed_vision, what = "vision", offset = c->vision.vocab_offset;
-      mm_hidden = c->vision.hidden_size, eps = c->vision.rms_norm_eps;
-    }
-    if (!e) {
-      g3n_matrix_row (&m->text.embed_tokens, id, dst);
+    float *dst = out + (gsize) i * H;
+    if (!embedder_for (m, ids[i], &e, &offset, &mm_hidden, &eps, error))
+      return FALSE;
+    if (e) {
+      g3n_embedder_embed_hard (e, eps, ids[i] - offset, mm_hidden, H, dst);
+    } else {
+      g3n_matrix_row (&m->text.embed_tokens, ids[i], dst);
       for (int k = 0; k < H; k++)
         dst[k] *= scale;
-      continue;
     }
-    int mm_vocab = what[0] == 'a' ? c->audio.vocab_size : c->vision.vocab_size;
-    if (!e->present || id - offset >= mm_vocab) {
-      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
-                   "token id %d is in the %s vocabulary, but %s has no usable embed_%s weights", id, what, m->path,
-                   what);
-      return FALSE;
-    }
-    g3n_embedder_embed_hard (e, eps, id - offset, mm_hidden, H, dst);
   }
   return TRUE;
 }

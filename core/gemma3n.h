@@ -57,6 +57,8 @@ gboolean g3n_model_is_eos (const G3nModel *model, int32_t token);
 /* Writes the decoder input embedding of each id ([n, n_embd]): scaled text embeddings, or for ids in the
  * vision/audio vocabulary ranges the multimodal embedders' hard embeddings, as Gemma3nModel does. */
 gboolean g3n_model_embed_tokens (const G3nModel *model, const int32_t *ids, int n, float *out, GError **error);
+/* Whether every id can be embedded (in the vocabulary, with the embedder its range needs). */
+gboolean g3n_model_check_ids (const G3nModel *model, const int32_t *ids, int n, GError **error);
 
 /* Sets the number of threads the numeric kernels use (0 = all cores). */
 void g3n_set_threads (int n_threads);

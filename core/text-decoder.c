@@ -499,14 +499,16 @@ g3n_context_decode (G3nContext *ctx, const G3nBatch *b, GError **error)
                  ctx->n_past, b->n_tokens, ctx->n_ctx);
     return FALSE;
   }
-  /* Validate all ids first so a bad one leaves the context untouched. */
-  float *probe = g_new (float, c->hidden_size);
-  for (int i = 0; i < b->n_tokens; i++)
-    if (!b->embeds && !g3n_model_embed_tokens (ctx->model, b->ids + i, 1, probe, error)) {
-      g_free (probe);
+  /* Validate all ids first so a bad one leaves the context untouched. With caller embeddings the ids only
+   * select per-layer inputs, so they need only be in the vocabulary. */
+  for (int i = 0; b->embeds && i < b->n_tokens; i++)
+    if (b->ids[i] < 0 || b->ids[i] >= c->vocab_size) {
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "token id %d is outside the vocabulary [0, %d)",
+                   b->ids[i], c->vocab_size);
       return FALSE;
     }
-  g_free (probe);
+  if (!b->embeds && !g3n_model_check_ids (ctx->model, b->ids, b->n_tokens, error))
+    return FALSE;
   for (int t0 = 0; t0 < b->n_tokens; t0 += MAX_UBATCH)
     run_ubatch (ctx, b, t0, MIN (MAX_UBATCH, b->n_tokens - t0));
   return TRUE;
