@@ -126,7 +126,8 @@ bind_conv (Binder *b, int i, int cin, int fin)
   }
   const G3nTensor *t = FIND (b, 4, s->cout, cin, s->kh, s->kw) "subsample_conv_projection.conv_%d.conv.weight", i);
   if (t)
-    s->w = (G3nMatrix) { .data = f32_copy (b->enc, t), .dtype = G3N_DTYPE_F32, .rows = s->cout, .cols = cin * s->kh * s->kw };
+    s->w = (G3nMatrix) { .data = f32_copy (b->enc, t), .dtype = G3N_DTYPE_F32, .rows = s->cout,
+                         .cols = cin * s->kh * s->kw };
   s->norm = VEC (b, s->cout, "subsample_conv_projection.conv_%d.norm.weight", i);
 }
 

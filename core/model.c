@@ -392,11 +392,17 @@ g3n_model_quantize (G3nModel *m, G3nQuantType type, GError **error)
   if (!m->quant_buffers)
     m->quant_buffers = g_ptr_array_new_with_free_func (g_free);
   GPtrArray *list = text_matrices (m);
+  const G3nTextConfig *c = &m->config->text;
   for (guint i = 0; i < list->len; i++) {
     G3nMatrix *mat = list->pdata[i], q;
-    if (mat->cols < G3N_QBLOCK)
+    /* down_proj of the activation-sparse layers is stored by input: decode then reads ~5% of it */
+    gboolean by_input = FALSE;
+    for (int l = 0; l < c->num_hidden_layers; l++)
+      by_input |= mat == &m->text.layers[l].down_proj && c->activation_sparsity[l] > 0;
+    if ((by_input ? mat->rows : mat->cols) < G3N_QBLOCK)
       continue;
-    g_ptr_array_add (m->quant_buffers, g3n_matrix_quantize (mat, type, &q));
+    g_ptr_array_add (m->quant_buffers, by_input ? g3n_matrix_quantize_by_input (mat, type, &q)
+                                                : g3n_matrix_quantize (mat, type, &q));
     release_pages (mat->data, g3n_matrix_bytes (mat));
     *mat = q;
   }

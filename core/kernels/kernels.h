@@ -22,6 +22,10 @@ typedef struct {
   int cols;
   G3nQuantType quant;
   const guint16 *scales;
+  /* Quantised only: stored transposed, as `cols` rows of `rows` weights (a row per input feature), so a
+   * product reads only the rows of non-zero inputs (Gemma 3n's sparse MLP layers: ~95% zero activations
+   * into down_proj). rows/cols keep the logical shape. */
+  gboolean by_input;
 } G3nMatrix;
 
 #define G3N_QBLOCK 32
@@ -44,6 +48,8 @@ gsize g3n_matrix_bytes (const G3nMatrix *m);
 /* Quantises m (F32, F16 or BF16) to `type` (threaded). Returns the new storage, which the caller frees with
  * g_free once *out (a view into it) is no longer used. */
 gpointer g3n_matrix_quantize (const G3nMatrix *m, G3nQuantType type, G3nMatrix *out);
+/* The same, stored by input feature (see by_input): for matrices whose inputs are mostly zero. */
+gpointer g3n_matrix_quantize_by_input (const G3nMatrix *m, G3nQuantType type, G3nMatrix *out);
 /* fp16 <-> fp32 (round to nearest even; used for the block scales). */
 guint16 g3n_f32_to_f16 (float f);
 float g3n_f16_to_f32 (guint16 h);

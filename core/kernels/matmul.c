@@ -17,7 +17,8 @@
 G3nMatrix
 g3n_matrix_from_tensor (const G3nTensor *t)
 {
-  G3nMatrix m = { .data = t->data, .dtype = t->dtype, .rows = (int) t->shape[0], .cols = t->ndim > 1 ? (int) t->shape[1] : 1 };
+  G3nMatrix m = { .data = t->data, .dtype = t->dtype, .rows = (int) t->shape[0],
+                  .cols = t->ndim > 1 ? (int) t->shape[1] : 1 };
   return m;
 }
 

@@ -48,8 +48,81 @@ q4_portable (const void *w, const guint16 *wd, const gint8 *xq, const float *xd,
   return s;
 }
 
+float
+g3n_quant_weight (G3nQuantType type, const void *w, const guint16 *wd, int k)
+{
+  int b = k / G3N_QBLOCK, i = k % G3N_QBLOCK, half = G3N_QBLOCK / 2;
+  float d = g3n_f16_to_f32 (wd[b]);
+  if (type == G3N_QUANT_Q8_0)
+    return d * ((const gint8 *) w)[k];
+  guint8 byte = ((const guint8 *) w)[b * half + i % half];
+  return d * ((i < half ? byte & 15 : byte >> 4) - 8);
+}
+
+static void
+axpy_q8_portable (float a, const void *w, const guint16 *wd, int b0, int b1, float *y)
+{
+  const gint8 *q = w;
+  for (int b = b0; b < b1; b++) {
+    float s = a * g3n_f16_to_f32 (wd[b]);
+    for (int i = b * G3N_QBLOCK; i < (b + 1) * G3N_QBLOCK; i++)
+      y[i] += s * q[i];
+  }
+}
+
+static void
+axpy_q4_portable (float a, const void *w, const guint16 *wd, int b0, int b1, float *y)
+{
+  const guint8 *q = w;
+  const int half = G3N_QBLOCK / 2;
+  for (int b = b0; b < b1; b++) {
+    float s = a * g3n_f16_to_f32 (wd[b]);
+    float *yb = y + b * G3N_QBLOCK;
+    for (int i = 0; i < half; i++) {
+      yb[i] += s * ((q[b * half + i] & 15) - 8);
+      yb[i + half] += s * ((q[b * half + i] >> 4) - 8);
+    }
+  }
+}
+
 #ifdef G3N_X86
 /* ----------------------------------------------------------------------------------- AVX2 */
+
+/* y[0..8) += s · (8 codes widened to int32) */
+__attribute__ ((target ("avx2,fma"))) static inline void
+axpy8_avx2 (__m256i codes32, __m256 s, float *y)
+{
+  _mm256_storeu_ps (y, _mm256_fmadd_ps (_mm256_cvtepi32_ps (codes32), s, _mm256_loadu_ps (y)));
+}
+
+__attribute__ ((target ("avx2,fma,f16c"))) static void
+axpy_q8_avx2 (float a, const void *w, const guint16 *wd, int b0, int b1, float *y)
+{
+  const gint8 *q = w;
+  for (int b = b0; b < b1; b++) {
+    __m256 s = _mm256_set1_ps (a * _cvtsh_ss (wd[b]));
+    for (int i = b * G3N_QBLOCK; i < (b + 1) * G3N_QBLOCK; i += 8)
+      axpy8_avx2 (_mm256_cvtepi8_epi32 (_mm_loadl_epi64 ((const __m128i *) (q + i))), s, y + i);
+  }
+}
+
+__attribute__ ((target ("avx2,fma,f16c"))) static void
+axpy_q4_avx2 (float a, const void *w, const guint16 *wd, int b0, int b1, float *y)
+{
+  const guint8 *q = w;
+  const __m256i eight = _mm256_set1_epi32 (8);
+  const __m128i low4 = _mm_set1_epi8 (15);
+  for (int b = b0; b < b1; b++) {
+    __m256 s = _mm256_set1_ps (a * _cvtsh_ss (wd[b]));
+    __m128i v = _mm_loadu_si128 ((const __m128i *) (q + b * G3N_QBLOCK / 2));
+    __m128i lo = _mm_and_si128 (v, low4), hi = _mm_and_si128 (_mm_srli_epi16 (v, 4), low4);
+    float *yb = y + b * G3N_QBLOCK;
+    axpy8_avx2 (_mm256_sub_epi32 (_mm256_cvtepu8_epi32 (lo), eight), s, yb);
+    axpy8_avx2 (_mm256_sub_epi32 (_mm256_cvtepu8_epi32 (_mm_srli_si128 (lo, 8)), eight), s, yb + 8);
+    axpy8_avx2 (_mm256_sub_epi32 (_mm256_cvtepu8_epi32 (hi), eight), s, yb + 16);
+    axpy8_avx2 (_mm256_sub_epi32 (_mm256_cvtepu8_epi32 (_mm_srli_si128 (hi, 8)), eight), s, yb + 24);
+  }
+}
 
 __attribute__ ((target ("avx2,fma"))) static inline float
 hsum256 (__m256 v)
@@ -176,12 +249,13 @@ q4_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, con
 typedef struct {
   const char *name;
   G3nQDotFn q8, q4;
+  G3nQAxpyFn axpy8, axpy4; /* memory-bound widen-and-FMA: AVX2 serves AVX-512 machines too */
 } QDotTable;
 
-static const QDotTable portable_table = { "portable", q8_portable, q4_portable };
+static const QDotTable portable_table = { "portable", q8_portable, q4_portable, axpy_q8_portable, axpy_q4_portable };
 #ifdef G3N_X86
-static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2 };
-static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni };
+static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2, axpy_q8_avx2, axpy_q4_avx2 };
+static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, axpy_q8_avx2, axpy_q4_avx2 };
 #endif
 
 static gpointer
@@ -218,4 +292,10 @@ G3nQDotFn
 g3n_qdot_kernel (G3nQuantType type)
 {
   return type == G3N_QUANT_Q4_0 ? table ()->q4 : table ()->q8;
+}
+
+G3nQAxpyFn
+g3n_qaxpy_kernel (G3nQuantType type)
+{
+  return type == G3N_QUANT_Q4_0 ? table ()->axpy4 : table ()->axpy8;
 }

@@ -81,10 +81,19 @@ g3n_matrix_bytes (const G3nMatrix *m)
 {
   if (m->quant == G3N_QUANT_NONE)
     return (gsize) m->rows * m->cols * g3n_dtype_size (m->dtype);
-  return (gsize) m->rows * (g3n_quant_row_bytes (m->quant, m->cols) + g3n_quant_blocks (m->cols) * sizeof (guint16));
+  int stored = m->by_input ? m->cols : m->rows, width = m->by_input ? m->rows : m->cols;
+  return (gsize) stored * (g3n_quant_row_bytes (m->quant, width) + g3n_quant_blocks (width) * sizeof (guint16));
 }
 
 /* ---------------------------------------------------------------------------- quantising */
+
+/* Round to nearest even for |v| < 2^22 (codes are tiny): adding 1.5·2^23 leaves no fraction bits. Unlike
+ * lrintf this vectorises, which matters when a checkpoint's billions of weights are converted at load. */
+static inline float
+round_even (float v)
+{
+  return (v + 12582912.0f) - 12582912.0f;
+}
 
 static void
 quantize_block_q8 (const float *x, int n, gint8 *q, guint16 *scale)
@@ -98,7 +107,7 @@ quantize_block_q8 (const float *x, int n, gint8 *q, guint16 *scale)
    * the largest weight when rounding made d smaller. */
   float id = d > 0 ? 1.0f / d : 0;
   for (int i = 0; i < G3N_QBLOCK; i++)
-    q[i] = (gint8) (i < n ? CLAMP (lrintf (x[i] * id), -127, 127) : 0);
+    q[i] = (gint8) (i < n ? CLAMP ((int) round_even (x[i] * id), -127, 127) : 0);
   *scale = h;
 }
 
@@ -116,7 +125,7 @@ quantize_block_q4 (const float *x, int n, guint8 *q, guint16 *scale)
   float id = d != 0 ? 1.0f / d : 0;
   guint8 code[G3N_QBLOCK];
   for (int i = 0; i < G3N_QBLOCK; i++)
-    code[i] = (guint8) (i < n ? CLAMP (lrintf (x[i] * id) + 8, 0, 15) : 8); /* padding decodes to 0 */
+    code[i] = (guint8) (i < n ? CLAMP ((int) round_even (x[i] * id) + 8, 0, 15) : 8); /* padding: 0 */
   for (int i = 0; i < G3N_QBLOCK / 2; i++)
     q[i] = (guint8) (code[i] | code[i + G3N_QBLOCK / 2] << 4);
   *scale = h;
@@ -127,60 +136,104 @@ typedef struct {
   G3nMatrix *dst;
 } QuantizeJob;
 
+/* One stored row of width n (fp32) into codes and scales of `type`. */
+static void
+quantize_row (G3nQuantType type, const float *row, int n, guint8 *q, guint16 *scales)
+{
+  for (int b = 0; b < g3n_quant_blocks (n); b++) {
+    int m = MIN (G3N_QBLOCK, n - b * G3N_QBLOCK);
+    if (type == G3N_QUANT_Q8_0)
+      quantize_block_q8 (row + b * G3N_QBLOCK, m, (gint8 *) q + b * G3N_QBLOCK, &scales[b]);
+    else
+      quantize_block_q4 (row + b * G3N_QBLOCK, m, q + b * G3N_QBLOCK / 2, &scales[b]);
+  }
+}
+
 static void
 quantize_rows (int begin, int end, gpointer data)
 {
   QuantizeJob *j = data;
   const G3nMatrix *s = j->src;
   G3nMatrix *d = j->dst;
-  int nb = g3n_quant_blocks (s->cols);
   gsize row_bytes = g3n_quant_row_bytes (d->quant, s->cols);
   float *row = g_new (float, s->cols);
   for (int r = begin; r < end; r++) {
     g3n_matrix_row (s, r, row);
-    guint8 *q = (guint8 *) d->data + (gsize) r * row_bytes;
-    guint16 *scales = (guint16 *) d->scales + (gsize) r * nb;
-    for (int b = 0; b < nb; b++) {
-      int n = MIN (G3N_QBLOCK, s->cols - b * G3N_QBLOCK);
-      if (d->quant == G3N_QUANT_Q8_0)
-        quantize_block_q8 (row + b * G3N_QBLOCK, n, (gint8 *) q + b * G3N_QBLOCK, &scales[b]);
-      else
-        quantize_block_q4 (row + b * G3N_QBLOCK, n, q + b * G3N_QBLOCK / 2, &scales[b]);
-    }
+    quantize_row (d->quant, row, s->cols, (guint8 *) d->data + (gsize) r * row_bytes,
+                  (guint16 *) d->scales + (gsize) r * g3n_quant_blocks (s->cols));
   }
   g_free (row);
+}
+
+/* Input features transposed a tile at a time, so the source is read along its rows. */
+#define TILE 64
+
+static void
+quantize_columns (int begin, int end, gpointer data)
+{
+  QuantizeJob *j = data;
+  const G3nMatrix *s = j->src;
+  G3nMatrix *d = j->dst;
+  gsize row_bytes = g3n_quant_row_bytes (d->quant, s->rows), esize = g3n_dtype_size (s->dtype);
+  float *tile = g_new (float, (gsize) TILE * s->rows), *piece = g_new (float, TILE);
+  for (int c0 = begin * TILE; c0 < MIN (end * TILE, s->cols); c0 += TILE) {
+    int w = MIN (TILE, s->cols - c0);
+    for (int r = 0; r < s->rows; r++) {
+      g3n_to_f32 (s->dtype, (const guint8 *) s->data + ((gsize) r * s->cols + c0) * esize, piece, w);
+      for (int c = 0; c < w; c++)
+        tile[(gsize) c * s->rows + r] = piece[c];
+    }
+    for (int c = 0; c < w; c++)
+      quantize_row (d->quant, tile + (gsize) c * s->rows, s->rows, (guint8 *) d->data + (gsize) (c0 + c) * row_bytes,
+                    (guint16 *) d->scales + (gsize) (c0 + c) * g3n_quant_blocks (s->rows));
+  }
+  g_free (tile), g_free (piece);
+}
+
+static gpointer
+quantize (const G3nMatrix *m, G3nQuantType type, gboolean by_input, G3nMatrix *out)
+{
+  g_return_val_if_fail (m->quant == G3N_QUANT_NONE && type != G3N_QUANT_NONE, NULL);
+  int stored = by_input ? m->cols : m->rows, width = by_input ? m->rows : m->cols;
+  gsize codes = (gsize) stored * g3n_quant_row_bytes (type, width);
+  guint8 *buf = g_malloc (codes + (gsize) stored * g3n_quant_blocks (width) * sizeof (guint16) + 64);
+  *out = (G3nMatrix) { .data = buf, .dtype = m->dtype, .rows = m->rows, .cols = m->cols, .quant = type,
+                       .scales = (const guint16 *) (buf + codes), .by_input = by_input };
+  QuantizeJob j = { m, out };
+  if (by_input)
+    g3n_parallel_for ((m->cols + TILE - 1) / TILE, 1, quantize_columns, &j);
+  else
+    g3n_parallel_for (m->rows, 64, quantize_rows, &j);
+  return buf;
 }
 
 gpointer
 g3n_matrix_quantize (const G3nMatrix *m, G3nQuantType type, G3nMatrix *out)
 {
-  g_return_val_if_fail (m->quant == G3N_QUANT_NONE && type != G3N_QUANT_NONE, NULL);
-  gsize codes = (gsize) m->rows * g3n_quant_row_bytes (type, m->cols);
-  guint8 *buf = g_malloc (codes + (gsize) m->rows * g3n_quant_blocks (m->cols) * sizeof (guint16) + 64);
-  *out = (G3nMatrix) { buf, m->dtype, m->rows, m->cols, type, (const guint16 *) (buf + codes) };
-  QuantizeJob j = { m, out };
-  g3n_parallel_for (m->rows, 64, quantize_rows, &j);
-  return buf;
+  return quantize (m, type, FALSE, out);
+}
+
+gpointer
+g3n_matrix_quantize_by_input (const G3nMatrix *m, G3nQuantType type, G3nMatrix *out)
+{
+  return quantize (m, type, TRUE, out);
 }
 
 /* Row r of a quantised matrix, dequantised to fp32 (embedding lookups, tests). */
 void
 g3n_quant_dequantize_row (const G3nMatrix *m, int r, float *dst)
 {
-  int nb = g3n_quant_blocks (m->cols);
-  const guint8 *q = (const guint8 *) m->data + (gsize) r * g3n_quant_row_bytes (m->quant, m->cols);
-  const guint16 *scales = m->scales + (gsize) r * nb;
-  for (int i = 0; i < m->cols; i++) {
-    int b = i / G3N_QBLOCK, k = i % G3N_QBLOCK;
-    float d = g3n_f16_to_f32 (scales[b]);
-    if (m->quant == G3N_QUANT_Q8_0) {
-      dst[i] = d * ((const gint8 *) q)[i];
-    } else {
-      guint8 byte = q[b * G3N_QBLOCK / 2 + k % (G3N_QBLOCK / 2)];
-      int code = k < G3N_QBLOCK / 2 ? byte & 15 : byte >> 4;
-      dst[i] = d * (code - 8);
-    }
+  if (m->by_input) { /* element i of logical row r is weight r of stored row i */
+    gsize row_bytes = g3n_quant_row_bytes (m->quant, m->rows);
+    int nb = g3n_quant_blocks (m->rows);
+    for (int i = 0; i < m->cols; i++)
+      dst[i] = g3n_quant_weight (m->quant, (const guint8 *) m->data + i * row_bytes, m->scales + (gsize) i * nb, r);
+    return;
   }
+  const guint8 *q = (const guint8 *) m->data + (gsize) r * g3n_quant_row_bytes (m->quant, m->cols);
+  const guint16 *scales = m->scales + (gsize) r * g3n_quant_blocks (m->cols);
+  for (int i = 0; i < m->cols; i++)
+    dst[i] = g3n_quant_weight (m->quant, q, scales, i);
 }
 
 /* ------------------------------------------------------------------------------ activations */
@@ -270,9 +323,57 @@ q_tokens (int begin, int end, gpointer data)
         qdot_one (j, r, t);
 }
 
+/* ---------------------------------------------------------- by input: skipping zero inputs */
+
+typedef struct {
+  const G3nMatrix *m;
+  const float *x;
+  int n;
+  float *y;
+  G3nQAxpyFn axpy;
+} SparseJob;
+
+/* Output blocks [begin, end) of every token: y = Σ over non-zero x_i of x_i · (stored row i). */
+static void
+sparse_blocks (int begin, int end, gpointer data)
+{
+  SparseJob *j = data;
+  const G3nMatrix *m = j->m;
+  gsize row_bytes = g3n_quant_row_bytes (m->quant, m->rows);
+  int nb = g3n_quant_blocks (m->rows), full = m->rows / G3N_QBLOCK; /* blocks wholly inside y */
+  int lo = begin * G3N_QBLOCK, hi = MIN (end * G3N_QBLOCK, m->rows);
+  for (int t = 0; t < j->n; t++) {
+    const float *x = j->x + (gsize) t * m->cols;
+    float *y = j->y + (gsize) t * m->rows;
+    memset (y + lo, 0, sizeof (float) * (hi - lo));
+    for (int i = 0; i < m->cols; i++) {
+      if (x[i] == 0)
+        continue;
+      const guint8 *w = (const guint8 *) m->data + i * row_bytes;
+      const guint16 *wd = m->scales + (gsize) i * nb;
+      j->axpy (x[i], w, wd, begin, MIN (end, full), y);
+      for (int k = MAX (lo, full * G3N_QBLOCK); k < hi; k++) /* a partial last block */
+        y[k] += x[i] * g3n_quant_weight (m->quant, w, wd, k);
+    }
+  }
+}
+
+static void
+matmul_by_input (const G3nMatrix *m, const float *x, int n, float *y)
+{
+  SparseJob j = { m, x, n, y, g3n_qaxpy_kernel (m->quant) };
+  int nb = g3n_quant_blocks (m->rows);
+  /* a thread's share must outweigh the wake-up: ~8 blocks (256 outputs) at least */
+  g3n_parallel_for (nb, 8, sparse_blocks, &j);
+}
+
 void
 g3n_matmul_quant (const G3nMatrix *m, const float *x, int n, float *y)
 {
+  if (m->by_input) {
+    matmul_by_input (m, x, n, y);
+    return;
+  }
   G3nQ8Rows a;
   g3n_q8_rows_init (&a, x, n, m->cols);
   QJob j = { m, &a, g3n_qdot_kernel (m->quant), g3n_quant_row_bytes (m->quant, m->cols), n, y };

@@ -23,8 +23,14 @@ void g3n_q8_rows_clear (G3nQ8Rows *a);
 typedef float (*G3nQDotFn) (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs,
                             int nb);
 
+/* y[32·b0 … 32·b1) += a · (blocks b0 … b1 of one stored row): the by-input (sparse) products. */
+typedef void (*G3nQAxpyFn) (float a, const void *w, const guint16 *wd, int b0, int b1, float *y);
+
 /* The kernel for `type` on the instruction set the kernels chose (g3n_kernels_isa, G3N_KERNEL). */
 G3nQDotFn g3n_qdot_kernel (G3nQuantType type);
+G3nQAxpyFn g3n_qaxpy_kernel (G3nQuantType type);
+/* Weight (codes and scale) of block element k, for scalar tails. */
+float g3n_quant_weight (G3nQuantType type, const void *w, const guint16 *wd, int k);
 /* "vnni", "avx2" or "portable": which integer kernels that is (AVX-512 without VNNI uses the AVX2 ones). */
 const char *g3n_qdot_isa (void);
 
