@@ -13,6 +13,7 @@ int g3n_cli_detokenize (int argc, char **argv);
 int g3n_cli_chat (int argc, char **argv);
 int g3n_cli_preprocess (int argc, char **argv);
 int g3n_cli_run (int argc, char **argv);
+int g3n_cli_make_random_checkpoint (int argc, char **argv);
 
 /* Sampling options shared by generate and chat. */
 typedef struct {

@@ -18,6 +18,8 @@ static const Command commands[] = {
   { "run", g3n_cli_run, "one multimodal turn (--image, --audio, -p) with the answer streamed" },
   { "chat", g3n_cli_chat, "interactive chat (text, /image, /audio), one KV cache across turns" },
   { "preprocess", g3n_cli_preprocess, "an image file into pixel_values (safetensors)" },
+  { "make-random-checkpoint", g3n_cli_make_random_checkpoint,
+    "write a random full-size checkpoint (e2b, e4b or a config.json) for benchmarks" },
   { "tokenize", g3n_cli_tokenize, "print the token ids of a text" },
   { "detokenize", g3n_cli_detokenize, "print the text of token ids" },
 };

@@ -14,8 +14,13 @@ for key in ("pp_tok_s", "tg_tok_s", "peak_rss_bytes"):
     if not isinstance(r.get(key), (int, float)) or not r[key] > 0:
         sys.exit("FAIL: %s missing or not positive: %r" % (key, r.get(key)))
 print("ok: pp %.1f tok/s, tg %.1f tok/s" % (r["pp_tok_s"], r["tg_tok_s"]))
+print("1 passed, 0 failed")
 ' || exit 1
-# Only bf16 is accepted until the library has quantised weights; either way a bad type must fail.
+# the quantised paths run too, and an unknown type is refused
+for q in q8_0 q4_0; do
+  "$bench" --model "$srcdir/tests/data/mm-tiny" --quant $q -p 8 -n 4 -r 1 --json >/dev/null 2>&1 \
+    || { echo "FAIL: --quant $q"; exit 1; }
+done
 if "$bench" --model "$srcdir/tests/data/mm-tiny" --quant q3_x -p 1 -n 1 -r 1 >/dev/null 2>&1; then
   echo "FAIL: --quant q3_x was accepted"
   exit 1
