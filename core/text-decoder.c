@@ -6,6 +6,7 @@
  * with the innovation. Per-layer embeddings (PLE) are added to the non-active streams after each layer.
  * Names and order follow transformers' modeling_gemma3n.py so each step can be checked against it.
  */
+#include "kernels/threadpool.h"
 #include "kv-cache.h"
 #include "model.h"
 
@@ -37,7 +38,6 @@ typedef struct {
   float *k, *v;     /* [T, kv_heads * head_dim] */
   float *mod;       /* [T, A] router modalities */
   float *coefs;     /* [T, A*A] */
-  float *scores;    /* [kv positions] */
 } Work;
 
 /* ---------------------------------------------------------------------------- small helpers */
@@ -221,29 +221,73 @@ altup_correct (const G3nModel *m, const G3nTextLayer *l, Work *w, const float *a
 
 /* -------------------------------------------------------------------------------- attention */
 
-/* Queries attend to the cached keys of `kv` with a causal (and, for sliding layers, windowed) mask.
- * Attention scaling is 1.0: the q/k RMS norms take the place of 1/√d. */
+/* Queries per attention block: bounds the score matrix (QUERY_BLOCK × visible keys) for long prompts. */
+#define QUERY_BLOCK 64
+
+typedef struct {
+  const G3nTextConfig *c;
+  const G3nKvLayer *kv;
+  const Work *w;
+  gboolean sliding;
+  float *out; /* [T, heads * head_dim] */
+} AttnJob;
+
+/* The keys query position p may see: causal, and for sliding layers only the last window. */
+static void
+visible (const AttnJob *j, int p, int *lo, int *hi)
+{
+  *lo = j->sliding ? MAX (j->kv->pos0, p - j->c->sliding_window + 1) : j->kv->pos0;
+  *hi = MIN (p, j->kv->pos0 + j->kv->len - 1);
+}
+
+/* One head over queries [t0, t0+n): S = Q·Kᵀ on the keys any of them sees, masked per query, softmax,
+ * O = S·V — two sgemm calls instead of a dot product per (query, key). Attention scaling is 1.0: the q/k
+ * RMS norms stand in for 1/√d. */
+static void
+attend_block (const AttnJob *j, int h, int t0, int n, float *scores)
+{
+  const G3nTextConfig *c = j->c;
+  const G3nKvLayer *kv = j->kv;
+  int nh = c->num_attention_heads, hd = c->head_dim, kvh = h / (nh / c->num_key_value_heads);
+  int lo, hi, lo_last, hi_last;
+  visible (j, j->w->pos[t0], &lo, &hi);
+  visible (j, j->w->pos[t0 + n - 1], &lo_last, &hi_last);
+  int nk = hi_last - lo + 1;
+  const float *k = kv->k + (gsize) (lo - kv->pos0) * kv->width + kvh * hd;
+  const float *v = kv->v + (gsize) (lo - kv->pos0) * kv->width + kvh * hd;
+  const float *q = j->w->q + (gsize) t0 * nh * hd + h * hd;
+  g3n_sgemm_nt (n, nk, hd, q, nh * hd, k, kv->width, scores, nk);
+  for (int t = 0; t < n; t++) {
+    int a, b;
+    visible (j, j->w->pos[t0 + t], &a, &b);
+    float *row = scores + (gsize) t * nk;
+    g3n_softmax (row + (a - lo), b - a + 1);
+    for (int i = 0; i < a - lo; i++)
+      row[i] = 0;
+    for (int i = b - lo + 1; i < nk; i++)
+      row[i] = 0;
+  }
+  g3n_sgemm_nn (n, hd, nk, scores, nk, v, kv->width, j->out + (gsize) t0 * nh * hd + h * hd, nh * hd);
+}
+
+static void
+attend_heads (int begin, int end, gpointer data)
+{
+  const AttnJob *j = data;
+  int T = j->w->T, lo, hi;
+  visible (j, j->w->pos[T - 1], &lo, &hi);
+  float *scores = g_new (float, (gsize) MIN (T, QUERY_BLOCK) * (hi - MIN (lo, j->kv->pos0) + 1));
+  for (int h = begin; h < end; h++)
+    for (int t0 = 0; t0 < T; t0 += QUERY_BLOCK)
+      attend_block (j, h, t0, MIN (QUERY_BLOCK, T - t0), scores);
+  g_free (scores);
+}
+
 static void
 attend (const G3nTextConfig *c, const G3nKvLayer *kv, Work *w, gboolean sliding, float *out)
 {
-  int nh = c->num_attention_heads, hd = c->head_dim, group = nh / c->num_key_value_heads;
-  for (int t = 0; t < w->T; t++) {
-    int p = w->pos[t];
-    int lo = sliding ? MAX (kv->pos0, p - c->sliding_window + 1) : kv->pos0;
-    int hi = MIN (p, kv->pos0 + kv->len - 1);
-    int n = hi - lo + 1;
-    for (int h = 0; h < nh; h++) {
-      const float *q = w->q + ((gsize) t * nh + h) * hd;
-      int kvh = h / group;
-      for (int j = 0; j < n; j++)
-        w->scores[j] = g3n_dot (q, kv->k + ((gsize) (lo - kv->pos0 + j) * kv->width + kvh * hd), hd);
-      g3n_softmax (w->scores, n);
-      float *o = out + ((gsize) t * nh + h) * hd;
-      memset (o, 0, sizeof (float) * hd);
-      for (int j = 0; j < n; j++)
-        g3n_axpy (w->scores[j], kv->v + ((gsize) (lo - kv->pos0 + j) * kv->width + kvh * hd), o, hd);
-    }
-  }
+  AttnJob j = { c, kv, w, sliding, out };
+  g3n_parallel_for (c->num_attention_heads, 1, attend_heads, &j);
 }
 
 static void
@@ -395,7 +439,7 @@ lm_head (const G3nModel *m, const float *hidden, int n, float *logits)
 /* ---------------------------------------------------------------------------------- driver */
 
 static Work *
-work_new (const G3nTextConfig *c, int T, int kv_len)
+work_new (const G3nTextConfig *c, int T)
 {
   int H = c->hidden_size, A = c->altup_num_inputs, L = c->num_hidden_layers, P = c->hidden_size_per_layer_input;
   int max_i = 0;
@@ -416,7 +460,6 @@ work_new (const G3nTextConfig *c, int T, int kv_len)
   w->v = g_new (float, (gsize) T * c->num_key_value_heads * c->head_dim);
   w->mod = g_new (float, (gsize) T * A);
   w->coefs = g_new (float, (gsize) T * A * A);
-  w->scores = g_new (float, kv_len + 1);
   return w;
 }
 
@@ -424,7 +467,7 @@ static void
 work_free (Work *w)
 {
   float *bufs[] = { w->streams, w->pred, w->pli, w->x, w->y, w->z, w->big, w->big2, w->q, w->k, w->v, w->mod,
-                    w->coefs, w->scores };
+                    w->coefs };
   for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
     g_free (bufs[i]);
   g_free (w);
@@ -448,7 +491,7 @@ run_ubatch (G3nContext *ctx, const G3nBatch *b, int t0, int T)
   int *pos = g_new (int, T);
   for (int t = 0; t < T; t++)
     pos[t] = ctx->n_past + t;
-  Work *w = work_new (c, T, ctx->n_past + T);
+  Work *w = work_new (c, T);
   w->T = T;
   w->ids = b->ids + t0;
   w->pos = pos;

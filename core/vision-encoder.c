@@ -467,79 +467,6 @@ same_pad_before (int in, int k, int stride)
   return total / 2;
 }
 
-/* Elementwise loops work in blocks of LANES with a constant inner trip count: GCC's -O2 vectoriser only takes
- * loops it can vectorise without a scalar epilogue, and every channel count here is a multiple of 8. */
-#define LANES 8
-
-/* exp(x), vectorisable (no libm call, no float compare, which GCC will not if-convert under trapping math):
- * Cephes' expf polynomial, ~1 ulp. Rounding to the nearest integer uses the 1.5 * 2^23 trick (SSE2 has no
- * round instruction); the exponent is clamped as an integer, so x < -87 gives 0 and x > 88 gives inf, for
- * |x| up to ~1e13 (far beyond any normalised activation). */
-static inline float
-vexp (float x)
-{
-  float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  gint32 e = (gint32) n;
-  e = e < -127 ? -127 : e > 128 ? 128 : e;
-  gint32 bits = (e + 127) << 23;
-  float scale;
-  memcpy (&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-/* GELU (tanh form) = v * sigmoid(2u), u = sqrt(2/pi) (v + 0.044715 v^3): algebraically the reference's
- * 0.5 v (1 + tanh u), without its cancellation for negative v. */
-static inline float
-gelu1 (float v)
-{
-  return v / (1.0f + vexp (-1.5957691216f * (v + 0.044715f * v * v * v)));
-}
-
-static void
-gelu (float *x, gsize n)
-{
-  gsize i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int j = 0; j < LANES; j++)
-      x[i + j] = gelu1 (x[i + j]);
-  for (; i < n; i++)
-    x[i] = gelu1 (x[i]);
-}
-
-/* Softmax over n values in place; n is a pixel count (a multiple of 8 here, but not assumed). */
-static void
-softmax (float *x, int n)
-{
-  float mx = x[0];
-  for (int i = 1; i < n; i++)
-    mx = MAX (mx, x[i]);
-  int i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int j = 0; j < LANES; j++)
-      x[i + j] = vexp (x[i + j] - mx);
-  for (; i < n; i++)
-    x[i] = vexp (x[i] - mx);
-  /* Eight running sums, one per lane, keep the summation order fixed and vectorisable. */
-  float acc[LANES] = { 0 }, sum = 0;
-  for (i = 0; i + LANES <= n; i += LANES)
-    for (int j = 0; j < LANES; j++)
-      acc[j] += x[i + j];
-  for (; i < n; i++)
-    sum += x[i];
-  for (int j = 0; j < LANES; j++)
-    sum += acc[j];
-  float inv = 1.0f / sum;
-  for (i = 0; i < n; i++)
-    x[i] *= inv;
-}
 
 typedef struct {
   Map *m;
@@ -556,7 +483,7 @@ norm_act_range (int begin, int end, gpointer data)
     float *row = j->m->d + (gsize) p * C;
     g3n_rms_norm (row, j->weight, NORM_EPS, C, row);
     if (j->act)
-      gelu (row, C);
+      g3n_gelu_tanh (row, C);
   }
 }
 
@@ -591,6 +518,9 @@ pointwise (const Map *x, const G3nMatrix *w)
   g3n_parallel_for ((int) map_pixels (x), 64, pointwise_range, &j);
   return y;
 }
+
+/* Inner loops run in blocks of LANES with a constant trip count, which GCC's -O2 vectoriser takes. */
+#define LANES 8
 
 /* o[i] += a[i] * b[i]; n is a channel count, a multiple of 8 (make_divisible). */
 static inline void
@@ -795,7 +725,7 @@ attn_chunks (int begin, int end, gpointer data)
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, n, M, b->kd, scale, j->q + r0 * b->kd, b->kd, j->k->d,
                  b->kd, 0.0f, s, M);
     for (int i = 0; i < n; i++)
-      softmax (s + (gsize) i * M, M);
+      g3n_softmax (s + (gsize) i * M, M);
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, b->vd, M, 1.0f, s, M, j->v->d, b->vd, 0.0f,
                  j->o + r0 * b->vd, b->vd);
   }

@@ -59,6 +59,11 @@ float g3n_dot_weight (G3nDType dtype, const void *w, const float *x, int n);
 /* The instruction set the kernels chose: "avx512", "avx2" or "portable" (G3N_KERNEL forces one). */
 const char *g3n_kernels_isa (void);
 
+/* Row-major fp32 products on the calling thread (callers split work across the pool):
+ * C[m, n] = A[m, k] · B[n, k]ᵀ  and  C[m, n] = A[m, k] · B[k, n]; ldX are row strides. */
+void g3n_sgemm_nt (int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc);
+void g3n_sgemm_nn (int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc);
+
 /* Sets how many threads the kernels (and OpenBLAS) use; 0 = all cores. */
 void g3n_kernels_set_threads (int n_threads);
 
