@@ -363,10 +363,11 @@ make_room (G3nSession *s, int need, guint keep_last, GError **error)
   return TRUE;
 }
 
-/* Tokenises, embeds and prefills the next turn(s); on error nothing is consumed. */
+/* Tokenises, embeds and prefills the next turn(s); on error nothing is consumed. The ids fed are offered
+ * to `sampler` (when set) for its repetition penalty, as HF applies it to the whole input. */
 static gboolean
 prefill (G3nSession *s, GPtrArray *items, const char *model_text, gboolean generation_prompt, float *logits,
-         GError **error)
+         G3nSampler *sampler, GError **error)
 {
   g_autofree char *close = render_close (s);
   g_autoptr (GString) turn = render_turn (s, items, model_text, generation_prompt);
@@ -393,6 +394,8 @@ prefill (G3nSession *s, GPtrArray *items, const char *model_text, gboolean gener
   if (!g3n_context_decode (s->ctx, &b, error))
     return FALSE;
   int end = g3n_context_n_past (s->ctx);
+  for (int i = 0; sampler && i < n; i++)
+    g3n_sampler_accept (sampler, g_array_index (ids, int32_t, i));
   if (n_close > 0)
     g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = begin + n_close;
   if (new_exchange) {
@@ -426,7 +429,7 @@ g3n_session_add_model_text (G3nSession *s, const char *text, GError **error)
   }
   g_mutex_lock (&s->state_lock);
   g_autoptr (GPtrArray) items = take_pending (s);
-  gboolean ok = prefill (s, items, text, FALSE, NULL, error);
+  gboolean ok = prefill (s, items, text, FALSE, NULL, NULL, error);
   g_mutex_unlock (&s->state_lock);
   return ok;
 }
@@ -449,11 +452,12 @@ g3n_session_generate (G3nSession *s, G3nSampler *sampler, int max_tokens, G3nTok
   g_autoptr (GPtrArray) items = take_pending (s);
   G3nStopReason why = G3N_STOP_MAX_TOKENS;
   gboolean ok = TRUE;
-  if (items->len == 0 && (s->model_turn_open || !s->started) && !(s->system && !s->had_user_turn)) {
+  /* An answer needs a new user turn (a system prompt alone makes one). */
+  if (items->len == 0 && !(s->system && !s->had_user_turn)) {
     ok = FALSE;
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "nothing new to answer: add user input first");
   } else {
-    ok = prefill (s, items, NULL, TRUE, logits, error);
+    ok = prefill (s, items, NULL, TRUE, logits, sampler, error);
   }
   G3nDetokenizer *dt = g3n_detokenizer_new (s->tok, TRUE);
   GString *piece = g_string_new (NULL);

@@ -265,6 +265,9 @@ test_bad_input (G3nModel *m, G3nTokenizer *tok)
   g_clear_error (&error);
   g3n_session_add_text (s, "Hi", NULL);
   g3n_session_generate (s, greedy, 2, NULL, NULL, NULL, NULL);
+  ok = g3n_session_generate (s, greedy, 2, NULL, NULL, NULL, &error);
+  check (!ok && error, "a second answer without new input: %s", error ? error->message : "(accepted)");
+  g_clear_error (&error);
   ok = g3n_session_set_system (s, "late", &error);
   check (!ok && error, "a system prompt after the first turn: %s", error ? error->message : "(accepted)");
   g3n_sampler_free (greedy);
