@@ -246,6 +246,43 @@ test_save_restore (G3nModel *m, G3nModel *other, G3nTokenizer *tok)
   g3n_session_free (c);
 }
 
+/* One thread appends input while another generates: no lost or torn turns, no crash (ASan in CI). */
+static gpointer
+producer (gpointer data)
+{
+  G3nSession *s = data;
+  for (int i = 0; i < 30; i++) {
+    g_autofree char *text = g_strdup_printf ("line %d", i);
+    g3n_session_add_text (s, text, NULL);
+    g_usleep (200);
+  }
+  return NULL;
+}
+
+static void
+test_producer_consumer (G3nModel *m, G3nTokenizer *tok)
+{
+  G3nSession *s = new_session (m, tok, 512);
+  G3nSampler *greedy = g3n_sampler_new (&(G3nSamplerParams) { .temperature = 0 });
+  GThread *t = g_thread_new ("producer", producer, s);
+  int answers = 0;
+  for (int i = 0; i < 60 && answers < 8; i++) {
+    g_autoptr (GError) error = NULL;
+    if (g3n_session_generate (s, greedy, 2, NULL, NULL, NULL, &error))
+      answers++;
+    else
+      g_usleep (500);
+  }
+  g_thread_join (t);
+  g_autoptr (GError) error = NULL;
+  gboolean last = g3n_session_generate (s, greedy, 2, NULL, NULL, NULL, &error);
+  check (answers > 0 && (last || error) && g3n_session_n_past (s) <= g3n_session_n_ctx (s),
+         "a producer thread appending while another generates (%d answers, %d positions)", answers,
+         g3n_session_n_past (s));
+  g3n_sampler_free (greedy);
+  g3n_session_free (s);
+}
+
 static void
 test_bad_input (G3nModel *m, G3nTokenizer *tok)
 {
@@ -295,6 +332,7 @@ main (int argc, char **argv)
   test_rope_shift (m);
   test_context_shift (m, tok);
   test_save_restore (m, other, tok);
+  test_producer_consumer (m, tok);
   test_bad_input (m, tok);
   g3n_safetensors_free (g);
   g3n_tokenizer_free (tok);
