@@ -1,6 +1,11 @@
 /* test-kernels — g3n_matmul on every dtype against a double-precision reference, at sizes that exercise
- * vector tails, threading (rows split across the pool) and the blocked sgemm path. Run under each
- * G3N_KERNEL by test-kernel-paths.sh. */
+ * vector tails, threading (rows or tokens split across the pool) and the multi-token kernels' blocking:
+ * partial row tiles and token blocks, several token chunks, several K blocks, odd K. Each multi-token
+ * shape runs on our kernels (forced, so that G3N_KERNEL=portable covers the portable ones too), on the
+ * former sgemm path (g3n_kernels_set_gemm_blas) and with BF16 activations
+ * (g3n_kernels_set_bf16_activations), which for BF16 weights is checked against the reference on the
+ * rounded activations with the same fp32 bound: rounding x is the only approximation it makes. Run under
+ * each G3N_KERNEL by test-kernel-paths.sh. */
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -17,8 +22,11 @@ to_bf16 (float f)
   return (guint16) ((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
 
+enum { PATH_OWN, PATH_BLAS, PATH_BF16_ACT };
+static const char *path_names[] = { "", ", sgemm path", ", bf16 activations" };
+
 static void
-run (G3nDType dtype, int rows, int cols, int n)
+run (G3nDType dtype, int rows, int cols, int n, int path)
 {
   GRand *rand = g_rand_new_with_seed ((guint32) (rows * 31 + cols * 7 + n));
   gsize count = (gsize) rows * cols;
@@ -49,9 +57,16 @@ run (G3nDType dtype, int rows, int cols, int n)
   }
   for (gsize i = 0; i < (gsize) n * cols; i++)
     x[i] = (float) g_rand_double_range (rand, -1, 1);
-  G3nMatrix m = { w, dtype, rows, cols };
+  G3nMatrix m = { .data = w, .dtype = dtype, .rows = rows, .cols = cols };
   float *y = g_new (float, (gsize) n * rows);
+  g3n_kernels_set_gemm_blas (path == PATH_BLAS);
+  g3n_kernels_set_bf16_activations (path == PATH_BF16_ACT);
   g3n_matmul (&m, x, n, y);
+  g3n_kernels_set_bf16_activations (FALSE);
+  /* the reference on what was multiplied: fewer than 8 tokens go through the fp32 dot products */
+  if (path == PATH_BF16_ACT && dtype == G3N_DTYPE_BF16 && n >= 8)
+    for (gsize i = 0; i < (gsize) n * cols; i++)
+      g3n_to_f32 (G3N_DTYPE_BF16, &(guint16) { to_bf16 (x[i]) }, &x[i], 1);
   double worst = 0;
   for (int t = 0; t < n; t++)
     for (int r = 0; r < rows; r++) {
@@ -61,8 +76,8 @@ run (G3nDType dtype, int rows, int cols, int n)
       worst = fmax (worst, fabs (ref - y[(gsize) t * rows + r]) / sqrt ((double) cols));
     }
   gboolean ok = worst < 1e-5;
-  printf ("%s %s %dx%d, n=%d (%s): max |err|/sqrt(cols) = %.2g\n", ok ? "ok  " : "FAIL", g3n_dtype_name (dtype), rows,
-          cols, n, g3n_kernels_isa (), worst);
+  printf ("%s %s %dx%d, n=%d (%s%s): max |err|/sqrt(cols) = %.2g\n", ok ? "ok  " : "FAIL", g3n_dtype_name (dtype),
+          rows, cols, n, g3n_kernels_isa (), path_names[path], worst);
   ok ? passed++ : failed++;
   g_free (wf), g_free (x), g_free (w), g_free (y);
   g_rand_free (rand);
@@ -72,11 +87,17 @@ int
 main (void)
 {
   const G3nDType dtypes[] = { G3N_DTYPE_BF16, G3N_DTYPE_F16, G3N_DTYPE_F32 };
+  /* n < 8: dot products per token (n = 2, 3) or, on the sgemm path, sgemm; then the blocked kernels' shapes
+   * (n >= 8): rows not a multiple of the row tile; tokens in partial vectors, several blocks and
+   * (131) several chunks; K with an odd tail and (601, 2051, 4099) several K blocks; 1001 rows: several
+   * groups of row tiles per thread; few rows (4, 9) with enough tokens that threads split the tokens */
   const int shapes[][3] = { { 1, 1, 1 }, { 7, 13, 1 }, { 1000, 777, 1 }, { 4096, 300, 1 }, { 300, 1029, 3 },
-                            { 513, 256, 17 } };
+                            { 513, 256, 17 },  { 3, 5, 2 },     { 67, 2051, 131 }, { 4, 300, 200 },
+                            { 9, 4099, 40 },   { 131, 64, 70 },   { 1001, 601, 20 }, { 3, 5, 9 } };
   for (guint d = 0; d < G_N_ELEMENTS (dtypes); d++)
     for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
-      run (dtypes[d], shapes[s][0], shapes[s][1], shapes[s][2]);
+      for (int path = PATH_OWN; path <= (shapes[s][2] > 1 ? PATH_BF16_ACT : PATH_OWN); path++)
+        run (dtypes[d], shapes[s][0], shapes[s][1], shapes[s][2], path);
   printf ("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

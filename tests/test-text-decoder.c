@@ -81,8 +81,9 @@ test_forward (G3nModel *m, G3nSafetensors *g, double tol_logits, double tol_hidd
   check (e <= 1e-4, "text_per_layer_inputs rel err %.3g <= 1e-4", e);
 
   /* Whole, chunked and token-by-token feeding compute the same thing; only the summation order differs
-   * (sgemm for batches, dot products for one token), so they agree to fp32 rounding noise, which the
-   * sparse layers amplify about as much as the reference's own fp32-vs-fp64 error (see info.json). */
+   * (blocked GEMM kernels for batches, dot products for one token), so they agree to fp32 rounding noise,
+   * which the sparse layers amplify about as much as the reference's own fp32-vs-fp64 error (see
+   * info.json). */
   const int chunks[] = { 1, 5, 7, 16 };
   for (guint i = 0; i < G_N_ELEMENTS (chunks); i++) {
     g_autofree float *lc = logits_chunked (m, ids, T, chunks[i]);

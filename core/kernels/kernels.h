@@ -67,6 +67,20 @@ void g3n_sgemm_nn (int m, int n, int k, const float *a, int lda, const float *b,
 /* Sets how many threads the kernels (and OpenBLAS) use; 0 = all cores. */
 void g3n_kernels_set_threads (int n_threads);
 
+/* Opt-in faster prefill on BF16 weights: multi-token products round the activations to BF16 (round to
+ * nearest even) and, on CPUs with AVX512_BF16, multiply with vdpbf16ps at twice the FMA rate; sums stay
+ * fp32. Off by default (the products then match the reference's fp32 math up to summation order); the
+ * environment variable G3N_BF16_ACTIVATIONS=1 turns it on at start-up. Decode, and products of fewer than
+ * 8 tokens (dot products per token there), are unaffected. */
+void g3n_kernels_set_bf16_activations (gboolean on);
+gboolean g3n_kernels_bf16_activations (void);
+/* Products of 8 or more tokens on float weights use the blocked kernels of gemm-bf16.c on AVX2/AVX-512
+ * CPUs, and OpenBLAS sgemm on blocks of weights widened to fp32 otherwise (the portable C kernels are much
+ * slower). TRUE forces the sgemm path for every multi-token product (kept for comparison), FALSE our
+ * kernels on every ISA (tests use it to cover the portable ones). The environment variable
+ * G3N_GEMM=blas|own sets it at start-up. The BF16-activation setting applies to our kernels only. */
+void g3n_kernels_set_gemm_blas (gboolean on);
+
 /* out = x / sqrt(mean(x²) + eps) * (weight ? weight : 1), over rows of length n. out may alias x. */
 void g3n_rms_norm (const float *x, const float *weight, float eps, int n, float *out);
 /* GELU, tanh approximation (PyTorch approximate="tanh"), in place. */

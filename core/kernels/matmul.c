@@ -1,9 +1,11 @@
 /* matmul.c — matrix products against weights in their storage dtype.
  *
- * One token (decode): a dot product per weight row, converting as it reads. Several tokens (prefill):
- * blocks of weight rows are widened to fp32 and multiplied with OpenBLAS sgemm, so the conversion cost is
- * shared by the whole batch.
+ * One token (decode): a dot product per weight row, converting as it reads. Several tokens (prefill): the
+ * blocked kernels of gemm-bf16.c, which widen the weights in registers. The former prefill path — blocks of
+ * weight rows widened to fp32 in memory, then OpenBLAS sgemm — stays behind g3n_kernels_set_gemm_blas for
+ * comparison: OpenBLAS packs the widened copy once more, so every weight is copied twice before it is used.
  */
+#include "gemm.h"
 #include "kernels.h"
 #include "quant.h"
 #include "threadpool.h"
@@ -97,11 +99,17 @@ g3n_matrix_row (const G3nMatrix *m, int r, float *dst)
   g3n_to_f32 (m->dtype, row_ptr (m, r), dst, m->cols);
 }
 
-/* --------------------------------------------------------------- one token: threaded dot products */
+/* ------------------------------------------------- one or a few tokens: threaded dot products */
+
+/* Below this many tokens, dot products beat the blocked kernels, whose tiles are 16 tokens wide (AVX-512):
+ * each weight row comes from memory once and serves every token from L1, so a few tokens cost about what
+ * one does (measured on [2048 x 2048]: 4 tokens 22 GFLOP/s blocked, ~50 per token as dots; even at 8). */
+#define GEMM_MIN_TOKENS 8
 
 typedef struct {
   const G3nMatrix *m;
   const float *x;
+  int n;
   float *y;
 } MatvecJob;
 
@@ -109,11 +117,13 @@ static void
 matvec_rows (int begin, int end, gpointer data)
 {
   MatvecJob *j = data;
+  const int rows = j->m->rows, cols = j->m->cols;
   for (int r = begin; r < end; r++)
-    j->y[r] = g3n_dot_weight (j->m->dtype, row_ptr (j->m, r), j->x, j->m->cols);
+    for (int t = 0; t < j->n; t++)
+      j->y[(gsize) t * rows + r] = g3n_dot_weight (j->m->dtype, row_ptr (j->m, r), j->x + (gsize) t * cols, cols);
 }
 
-/* ---------------------------------------------------- several tokens: widened blocks + sgemm */
+/* ------------------------------------- several tokens, former path (G3N_GEMM=blas): widened blocks + sgemm */
 
 typedef struct {
   const G3nMatrix *m;
@@ -196,10 +206,14 @@ g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y)
     g3n_matmul_quant (m, x, n, y);
     return;
   }
-  if (n == 1) {
-    MatvecJob j = { m, x, y };
+  if (n == 1 || (n < GEMM_MIN_TOKENS && !g3n_gemm_use_blas ())) {
+    MatvecJob j = { m, x, n, y };
     /* ~64K weights per thread at least, or the wake-up costs more than it saves */
     g3n_parallel_for (m->rows, MAX (1, 65536 / MAX (m->cols, 1)), matvec_rows, &j);
+    return;
+  }
+  if (!g3n_gemm_use_blas ()) {
+    g3n_gemm (m, x, n, y);
     return;
   }
   GemmJob j = { m, x, n, y };
