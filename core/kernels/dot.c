@@ -190,53 +190,7 @@ f32_avx512 (const void *w, const float *x, int n)
   float s = _mm512_reduce_add_ps (_mm512_add_ps (a0, a1));
   return s + f32_portable (f + i, x + i, n - i);
 }
-
-/* Four BF16 rows at once against x split into even and odd elements: one 512-bit load holds 32 weights;
- * a shift puts the even ones in fp32 position, a mask the odd ones, so there is no widening instruction
- * and eight independent FMA chains keep the loads in flight. cols must be a multiple of 32. */
-__attribute__ ((target ("avx512f"))) static void
-bf16_rows_avx512 (const guint16 *w, gsize stride, int n_rows, const float *xe, const float *xo, int cols, float *y)
-{
-  const __m512i hi = _mm512_set1_epi32 ((int) 0xffff0000u);
-  int r = 0;
-  for (; r + 4 <= n_rows; r += 4) {
-    __m512 e[4], o[4];
-    for (int k = 0; k < 4; k++)
-      e[k] = o[k] = _mm512_setzero_ps ();
-    for (int i = 0; i < cols; i += 32) {
-      __m512 x_e = _mm512_loadu_ps (xe + i / 2), x_o = _mm512_loadu_ps (xo + i / 2);
-      for (int k = 0; k < 4; k++) {
-        __m512i v = _mm512_loadu_si512 ((const void *) (w + (gsize) (r + k) * stride + i));
-        e[k] = _mm512_fmadd_ps (_mm512_castsi512_ps (_mm512_slli_epi32 (v, 16)), x_e, e[k]);
-        o[k] = _mm512_fmadd_ps (_mm512_castsi512_ps (_mm512_and_si512 (v, hi)), x_o, o[k]);
-      }
-    }
-    for (int k = 0; k < 4; k++)
-      y[r + k] = _mm512_reduce_add_ps (_mm512_add_ps (e[k], o[k]));
-  }
-  for (; r < n_rows; r++) {
-    __m512 e = _mm512_setzero_ps (), o = _mm512_setzero_ps ();
-    for (int i = 0; i < cols; i += 32) {
-      __m512i v = _mm512_loadu_si512 ((const void *) (w + (gsize) r * stride + i));
-      e = _mm512_fmadd_ps (_mm512_castsi512_ps (_mm512_slli_epi32 (v, 16)), _mm512_loadu_ps (xe + i / 2), e);
-      o = _mm512_fmadd_ps (_mm512_castsi512_ps (_mm512_and_si512 (v, hi)), _mm512_loadu_ps (xo + i / 2), o);
-    }
-    y[r] = _mm512_reduce_add_ps (_mm512_add_ps (e, o));
-  }
-}
 #endif
-
-gboolean
-g3n_bf16_rows (const guint16 *w, gsize stride, int n_rows, const float *xe, const float *xo, int cols, float *y)
-{
-#ifdef G3N_X86
-  if (cols % 32 == 0 && g_str_equal (g3n_kernels_isa (), "avx512")) {
-    bf16_rows_avx512 (w, stride, n_rows, xe, xo, cols, y);
-    return TRUE;
-  }
-#endif
-  return FALSE;
-}
 
 /* ------------------------------------------------------------------------------ dispatch */
 

@@ -56,10 +56,6 @@ float g3n_f16_to_f32 (guint16 h);
 
 /* Dot product of a stored weight row with fp32 x (vectorised for the CPU; see dot.c). */
 float g3n_dot_weight (G3nDType dtype, const void *w, const float *x, int n);
-/* y[r] = W[r] · x for n_rows BF16 rows of `stride` elements, x given split into even (xe) and odd (xo)
- * elements; FALSE (nothing done) when this CPU/width has no such kernel. */
-gboolean g3n_bf16_rows (const guint16 *w, gsize stride, int n_rows, const float *xe, const float *xo, int cols,
-                        float *y);
 /* The instruction set the kernels chose: "avx512", "avx2" or "portable" (G3N_KERNEL forces one). */
 const char *g3n_kernels_isa (void);
 

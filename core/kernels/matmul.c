@@ -111,7 +111,6 @@ typedef struct {
   const float *x;
   int n;
   float *y;
-  const float *xe, *xo; /* one token split into even / odd elements, for the BF16 row kernel */
 } MatvecJob;
 
 static void
@@ -119,9 +118,6 @@ matvec_rows (int begin, int end, gpointer data)
 {
   MatvecJob *j = data;
   const int rows = j->m->rows, cols = j->m->cols;
-  if (j->xe && g3n_bf16_rows ((const guint16 *) row_ptr (j->m, begin), (gsize) cols, end - begin, j->xe, j->xo, cols,
-                              j->y + begin))
-    return;
   for (int r = begin; r < end; r++)
     for (int t = 0; t < j->n; t++)
       j->y[(gsize) t * rows + r] = g3n_dot_weight (j->m->dtype, row_ptr (j->m, r), j->x + (gsize) t * cols, cols);
@@ -211,17 +207,7 @@ g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y)
     return;
   }
   if (n == 1 || (n < GEMM_MIN_TOKENS && !g3n_gemm_use_blas ())) {
-    MatvecJob j = { m, x, n, y, NULL, NULL };
-    g_autofree float *split = NULL;
-    if (n == 1 && m->dtype == G3N_DTYPE_BF16 && m->cols % 32 == 0) {
-      split = g_new (float, m->cols);
-      for (int i = 0; i < m->cols / 2; i++) {
-        split[i] = x[2 * i];
-        split[m->cols / 2 + i] = x[2 * i + 1];
-      }
-      j.xe = split;
-      j.xo = split + m->cols / 2;
-    }
+    MatvecJob j = { m, x, n, y };
     /* ~64K weights per thread at least, or the wake-up costs more than it saves */
     g3n_parallel_for (m->rows, MAX (1, 65536 / MAX (m->cols, 1)), matvec_rows, &j);
     return;
