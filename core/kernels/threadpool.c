@@ -49,13 +49,27 @@ run_part (int part, int parts, int n, G3nRangeFn fn, gpointer data)
     fn (begin, end, data);
 }
 
+/* Iterations a thread spins before sleeping (~tens of µs): decode runs hundreds of short regions per token,
+ * and a futex wake-up per region costs more than the work of many of them. */
+#define SPIN 4000
+
+static inline void
+cpu_relax (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause ();
+#endif
+}
+
 static void *
 worker_main (void *arg)
 {
   int index = GPOINTER_TO_INT (arg); /* 1..n_workers; the caller is part 0 */
   guint64 seen = 0;
-  pthread_mutex_lock (&pool.lock);
   for (;;) {
+    for (int i = 0; i < SPIN && __atomic_load_n (&pool.generation, __ATOMIC_ACQUIRE) == seen; i++)
+      cpu_relax ();
+    pthread_mutex_lock (&pool.lock);
     while (pool.generation == seen)
       pthread_cond_wait (&pool.wake, &pool.lock);
     seen = pool.generation;
@@ -65,9 +79,12 @@ worker_main (void *arg)
     pthread_mutex_unlock (&pool.lock);
     if (index < parts)
       run_part (index, parts, n, fn, data);
-    pthread_mutex_lock (&pool.lock);
-    if (--pool.pending == 0)
+    if (__atomic_sub_fetch (&pool.pending, 1, __ATOMIC_ACQ_REL) == 0) {
+      /* under the lock, so a caller that saw pending > 0 and went to sleep is woken */
+      pthread_mutex_lock (&pool.lock);
       pthread_cond_signal (&pool.done);
+      pthread_mutex_unlock (&pool.lock);
+    }
   }
   return NULL;
 }
@@ -98,15 +115,17 @@ g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data)
   pool.parts = parts;
   pool.fn = fn;
   pool.data = data;
-  pool.pending = pool.n_workers;
-  pool.generation++;
+  __atomic_store_n (&pool.pending, pool.n_workers, __ATOMIC_RELEASE);
+  __atomic_add_fetch (&pool.generation, 1, __ATOMIC_RELEASE);
   pthread_cond_broadcast (&pool.wake);
   pthread_mutex_unlock (&pool.lock);
 
   run_part (0, parts, n, fn, data);
 
+  for (int i = 0; i < SPIN && __atomic_load_n (&pool.pending, __ATOMIC_ACQUIRE) > 0; i++)
+    cpu_relax ();
   pthread_mutex_lock (&pool.lock);
-  while (pool.pending > 0)
+  while (__atomic_load_n (&pool.pending, __ATOMIC_ACQUIRE) > 0)
     pthread_cond_wait (&pool.done, &pool.lock);
   pthread_mutex_unlock (&pool.lock);
   g_mutex_unlock (&pool.region);
