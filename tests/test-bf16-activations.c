@@ -42,27 +42,6 @@ golden_ids (G3nSafetensors *g, const char *name, int *n)
 }
 
 /* Logits of every position, the prompt fed as one batch. */
-static float *
-all_logits (G3nModel *m, const int32_t *ids, int T)
-{
-  int V = g3n_model_n_vocab (m);
-  float *logits = g_new (float, (gsize) T * V);
-  G3nContext *ctx = g3n_context_new (m, NULL, NULL);
-  G3nBatch b = { .n_tokens = T, .ids = ids, .all_logits = TRUE, .logits = logits };
-  g_assert (g3n_context_decode (ctx, &b, NULL));
-  g3n_context_free (ctx);
-  return logits;
-}
-
-static int
-argmax (const float *v, int n)
-{
-  int best = 0;
-  for (int i = 1; i < n; i++)
-    best = v[i] > v[best] ? i : best;
-  return best;
-}
-
 /* N greedy tokens after prompt[T], each step a fresh context fed the whole sequence so far. */
 static int32_t *
 generate (G3nModel *m, const int32_t *prompt, int T, int N)
@@ -98,10 +77,10 @@ compare (const char *dir)
   g_autofree int32_t *golden_gen = golden_ids (g, "generated_ids", &N);
 
   g3n_kernels_set_bf16_activations (FALSE);
-  g_autofree float *exact = all_logits (m, ids, T);
+  g_autofree float *exact = logits_chunked (m, ids, T, T);
   g_autofree int32_t *gen_exact = generate (m, prompt, P, N);
   g3n_kernels_set_bf16_activations (TRUE);
-  g_autofree float *fast = all_logits (m, ids, T);
+  g_autofree float *fast = logits_chunked (m, ids, T, T);
   g_autofree int32_t *gen_fast = generate (m, prompt, P, N);
   g3n_kernels_set_bf16_activations (FALSE);
 
@@ -129,9 +108,9 @@ compare (const char *dir)
   memcpy (seq, prompt, sizeof (int32_t) * P);
   memcpy (seq + P, golden_gen, sizeof (int32_t) * (N - 1));
   g3n_kernels_set_bf16_activations (TRUE);
-  g_autofree float *forced = all_logits (m, seq, P + N - 1);
+  g_autofree float *forced = logits_chunked (m, seq, P + N - 1, P + N - 1);
   g3n_kernels_set_bf16_activations (FALSE);
-  g_autofree float *forced_exact = all_logits (m, seq, P + N - 1);
+  g_autofree float *forced_exact = logits_chunked (m, seq, P + N - 1, P + N - 1);
   int forced_ok = 0, forced_exact_ok = 0, prefix = 0, exact_golden = 0;
   for (int i = 0; i < N; i++) {
     forced_ok += argmax (forced + (gsize) (P - 1 + i) * V, V) == golden_gen[i];

@@ -11,6 +11,7 @@
  *    logits are compared with the unquantised model's, reporting max / mean |Δ| and top-1 agreement.
  * Run under each G3N_KERNEL by test-kernel-paths.sh.
  */
+#include "test-util.h"
 #include "kernels/kernels.h"
 #include "model.h"
 
@@ -18,19 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passed, failed;
-
-static void G_GNUC_PRINTF (2, 3)
-check (gboolean ok, const char *fmt, ...)
-{
-  va_list ap;
-  va_start (ap, fmt);
-  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  printf ("%s %s\n", ok ? "ok  " : "FAIL", msg);
-  ok ? passed++ : failed++;
-}
 
 static guint16
 to_bf16 (float f)
@@ -223,30 +211,6 @@ test_matmul_by_input (G3nQuantType type, int rows, int cols, int n)
 
 /* ------------------------------------------------------------------------------ the decoder */
 
-static float *
-all_logits (G3nModel *m, const int32_t *ids, int T, int chunk)
-{
-  int V = g3n_model_n_vocab (m);
-  float *logits = g_new (float, (gsize) T * V);
-  G3nContext *ctx = g3n_context_new (m, NULL, NULL);
-  for (int t0 = 0; t0 < T; t0 += chunk) {
-    G3nBatch b = { .n_tokens = MIN (chunk, T - t0), .ids = ids + t0, .all_logits = TRUE,
-                   .logits = logits + (gsize) t0 * V };
-    g_assert (g3n_context_decode (ctx, &b, NULL));
-  }
-  g3n_context_free (ctx);
-  return logits;
-}
-
-static int
-argmax (const float *v, int n)
-{
-  int best = 0;
-  for (int i = 1; i < n; i++)
-    best = v[i] > v[best] ? i : best;
-  return best;
-}
-
 /* The tiny fixtures have random weights and no redundancy: they amplify any weight change enormously.
  * Measured: multiplying every quantisable weight by an independent (1 ± 0.4%) factor, well under Q8_0's
  * error, already moves the logits by 12% (mm-tiny) / 23% (text-matformer) of their range and flips 4-6 of
@@ -278,7 +242,7 @@ test_decoder (const char *dir, G3nQuantType type, double max_rel, double min_top
   check (g3n_model_quantize (m, type, &error) && g3n_model_quant_type (m) == type, "quantise %s to %s", dir,
          g3n_quant_type_name (type));
   gsize after = g3n_model_text_weight_bytes (m);
-  g_autofree float *want = all_logits (ref, ids, T, T), *got = all_logits (m, ids, T, T);
+  g_autofree float *want = logits_chunked (ref, ids, T, T), *got = logits_chunked (m, ids, T, T);
   double max_diff = 0, sum_diff = 0, max_ref = 0;
   int agree = 0;
   for (int t = 0; t < T; t++) {
@@ -301,7 +265,7 @@ test_decoder (const char *dir, G3nQuantType type, double max_rel, double min_top
          g3n_quant_type_name (type));
 
   /* Activations are quantised per token, so batching changes only fp32 summation order. */
-  g_autofree float *one = all_logits (m, ids, T, 1);
+  g_autofree float *one = logits_chunked (m, ids, T, 1);
   double d = 0;
   for (gsize i = 0; i < (gsize) T * V; i++)
     d = fmax (d, fabs (one[i] - got[i]));
@@ -362,6 +326,5 @@ main (void)
     test_decoder (mf, G3N_QUANT_Q8_0, 0.5, 0.6, 0.15);
     test_decoder (mf, G3N_QUANT_Q4_0, 2.0, 0.05, 0.3);
   }
-  printf ("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return test_summary ();
 }

@@ -39,22 +39,6 @@ golden_ids (G3nSafetensors *g, const char *name, int *n)
   return ids;
 }
 
-/* Logits of every position, feeding the prompt in pieces of `chunk` tokens. */
-static float *
-logits_chunked (G3nModel *m, const int32_t *ids, int T, int chunk)
-{
-  int V = g3n_model_n_vocab (m);
-  float *logits = g_new (float, (gsize) T * V);
-  G3nContext *ctx = g3n_context_new (m, NULL, NULL);
-  for (int t0 = 0; t0 < T; t0 += chunk) {
-    G3nBatch b = { .n_tokens = MIN (chunk, T - t0), .ids = ids + t0, .all_logits = TRUE,
-                   .logits = logits + (gsize) t0 * V };
-    g_assert (g3n_context_decode (ctx, &b, NULL));
-  }
-  g3n_context_free (ctx);
-  return logits;
-}
-
 static void
 test_forward (G3nModel *m, G3nSafetensors *g, double tol_logits, double tol_hidden, double tol_last)
 {

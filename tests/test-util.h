@@ -3,6 +3,8 @@
 #ifndef G3N_TEST_UTIL_H
 #define G3N_TEST_UTIL_H
 
+#include "gemma3n.h"
+
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -42,6 +44,32 @@ rel_err (const float *a, const float *b, gsize n)
     m = fmax (m, fabs (b[i]));
   }
   return m > 0 ? d / m : d;
+}
+
+/* Logits of every position of ids[T], fed to a fresh context in pieces of `chunk` tokens. */
+static G_GNUC_UNUSED float *
+logits_chunked (G3nModel *m, const int32_t *ids, int T, int chunk)
+{
+  int V = g3n_model_n_vocab (m);
+  float *logits = g_new (float, (gsize) T * V);
+  G3nContext *ctx = g3n_context_new (m, NULL, NULL);
+  for (int t0 = 0; t0 < T; t0 += chunk) {
+    G3nBatch b = { .n_tokens = MIN (chunk, T - t0), .ids = ids + t0, .all_logits = TRUE,
+                   .logits = logits + (gsize) t0 * V };
+    g_assert (g3n_context_decode (ctx, &b, NULL));
+  }
+  g3n_context_free (ctx);
+  return logits;
+}
+
+/* Index of the largest value, the first one on ties (torch.argmax). */
+static G_GNUC_UNUSED int
+argmax (const float *v, int n)
+{
+  int best = 0;
+  for (int i = 1; i < n; i++)
+    best = v[i] > v[best] ? i : best;
+  return best;
 }
 
 #endif
