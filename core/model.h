@@ -56,7 +56,7 @@ struct _G3nModel {
   G3nEmbedderWeights embed_vision, embed_audio;
   const char *identity; /* lazily computed, see g3n_model_identity */
   G3nQuantType quant;   /* g3n_model_quantize */
-  GPtrArray *quant_buffers; /* storage of the quantised matrices */
+  GPtrArray *quant_buffers; /* storage of matrices we made: quantised, or laid out by input */
 };
 
 G_END_DECLS

@@ -38,6 +38,7 @@ typedef struct {
   float *k, *v;     /* [T, kv_heads * head_dim] */
   float *mod;       /* [T, A] router modalities */
   float *coefs;     /* [T, A*A] */
+  int *nz;          /* [max intermediate size] indices of non-zero activations */
 } Work;
 
 /* ---------------------------------------------------------------------------- small helpers */
@@ -324,20 +325,47 @@ self_attention (G3nContext *ctx, int layer, Work *w, const float *normed, float 
 
 /* ------------------------------------------------------------------------------------ layer */
 
+/* Up to this many tokens, a sparse layer computes only the up_proj rows its activations need (each token
+ * its own ~5%); beyond, the tokens' rows cover most of the matrix and one dense product is cheaper. */
+#define SPARSE_UP_MAX_TOKENS 4
+
+/* act[t] *= up_proj · x[t], computing only the rows where act[t] is non-zero (gelu(0) = 0, so the top-k's
+ * zeros stay zeros). */
+static void
+up_proj_sparse (const G3nTextLayer *l, Work *w, int I, const float *x, float *act)
+{
+  for (int t = 0; t < w->T; t++) {
+    float *a = row (act, t, I), *up = w->big2;
+    int n = 0;
+    for (int i = 0; i < I; i++)
+      if (a[i] != 0)
+        w->nz[n++] = i;
+    g3n_matmul_rows (&l->up_proj, row ((float *) x, t, l->up_proj.cols), w->nz, n, up);
+    for (int k = 0; k < n; k++)
+      a[w->nz[k]] *= up[k];
+  }
+}
+
 static void
 mlp (const G3nModel *m, int layer, Work *w, const float *x, float *out)
 {
   const G3nTextConfig *c = &m->config->text;
   const G3nTextLayer *l = &m->text.layers[layer];
   int I = c->intermediate_size[layer], T = w->T;
+  gboolean sparse = c->activation_sparsity[layer] > 0;
   g3n_matmul (&l->gate_proj, x, T, w->big);
-  if (c->activation_sparsity[layer] > 0)
+  if (sparse)
     for (int t = 0; t < T; t++)
       gaussian_topk (row (w->big, t, I), I, c->activation_sparsity[layer]);
   g3n_gelu_tanh (w->big, (gsize) T * I);
-  g3n_matmul (&l->up_proj, x, T, w->big2);
-  for (gsize i = 0; i < (gsize) T * I; i++)
-    w->big[i] *= w->big2[i];
+  if (sparse && T <= SPARSE_UP_MAX_TOKENS) {
+    up_proj_sparse (l, w, I, x, w->big);
+  } else {
+    g3n_matmul (&l->up_proj, x, T, w->big2);
+    for (gsize i = 0; i < (gsize) T * I; i++)
+      w->big[i] *= w->big2[i];
+  }
+  /* in sparse layers down_proj is stored by input and reads only the non-zero activations' rows */
   g3n_matmul (&l->down_proj, w->big, T, out);
 }
 
@@ -460,6 +488,7 @@ work_new (const G3nTextConfig *c, int T)
   w->v = g_new (float, (gsize) T * c->num_key_value_heads * c->head_dim);
   w->mod = g_new (float, (gsize) T * A);
   w->coefs = g_new (float, (gsize) T * A * A);
+  w->nz = g_new (int, max_i);
   return w;
 }
 
@@ -470,6 +499,7 @@ work_free (Work *w)
                     w->coefs };
   for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
     g_free (bufs[i]);
+  g_free (w->nz);
   g_free (w);
 }
 

@@ -22,15 +22,19 @@ typedef struct {
   int cols;
   G3nQuantType quant;
   const guint16 *scales;
-  /* Quantised only: stored transposed, as `cols` rows of `rows` weights (a row per input feature), so a
-   * product reads only the rows of non-zero inputs (Gemma 3n's sparse MLP layers: ~95% zero activations
-   * into down_proj). rows/cols keep the logical shape. */
+  /* Stored transposed, as `cols` rows of `rows` weights (a row per input feature), so a product reads only
+   * the rows of non-zero inputs (Gemma 3n's sparse MLP layers: ~95% zero activations into down_proj).
+   * rows/cols keep the logical shape. Float or quantised. */
   gboolean by_input;
 } G3nMatrix;
 
 #define G3N_QBLOCK 32
 
 G3nMatrix g3n_matrix_from_tensor (const G3nTensor *t);
+
+/* A copy of float m stored by input (see by_input), in m's dtype. Returns the storage, which the caller
+ * frees with g_free once *out is no longer used. */
+gpointer g3n_matrix_transpose_by_input (const G3nMatrix *m, G3nMatrix *out);
 
 /* Converts n elements of dtype (F32, F16 or BF16) to fp32. */
 void g3n_to_f32 (G3nDType dtype, const void *src, float *dst, gsize n);
@@ -39,6 +43,9 @@ void g3n_matrix_row (const G3nMatrix *m, int r, float *dst);
 
 /* y[n, m->rows] = x[n, m->cols] · mᵀ  (a PyTorch nn.Linear without bias). */
 void g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y);
+/* One token, a few output rows: y[i] = (row rows[i] of m) · x for i < n_rows. Decode in the sparse MLP
+ * layers needs only the up_proj rows whose gate survived the top-k. m must not be stored by input. */
+void g3n_matmul_rows (const G3nMatrix *m, const float *x, const int *rows, int n_rows, float *y);
 
 /* Blocks per row and bytes of codes per row of a quantised matrix. */
 int g3n_quant_blocks (int cols);
@@ -56,6 +63,10 @@ float g3n_f16_to_f32 (guint16 h);
 
 /* Dot product of a stored weight row with fp32 x (vectorised for the CPU; see dot.c). */
 float g3n_dot_weight (G3nDType dtype, const void *w, const float *x, int n);
+/* out[0..4) = the dot products of four stored rows, ldw bytes apart, with x. */
+void g3n_dot_weight4 (G3nDType dtype, const void *w, gsize ldw, const float *x, int n, float *out);
+/* y[0..n) += a · w[0..n) for a stored weight row (the by-input products). */
+void g3n_axpy_weight (G3nDType dtype, float a, const void *w, float *y, int n);
 /* The instruction set the kernels chose: "avx512", "avx2" or "portable" (G3N_KERNEL forces one). */
 const char *g3n_kernels_isa (void);
 

@@ -96,7 +96,90 @@ g3n_matrix_row (const G3nMatrix *m, int r, float *dst)
     g3n_quant_dequantize_row (m, r, dst);
     return;
   }
+  if (m->by_input) { /* element i of logical row r is element r of stored row i */
+    gsize esize = g3n_dtype_size (m->dtype);
+    for (int i = 0; i < m->cols; i++)
+      g3n_to_f32 (m->dtype, (const guint8 *) m->data + ((gsize) i * m->rows + r) * esize, dst + i, 1);
+    return;
+  }
   g3n_to_f32 (m->dtype, row_ptr (m, r), dst, m->cols);
+}
+
+/* ---------------------------------------------------------------------- stored by input */
+
+/* Square tiles so both sides are read and written a few cache lines at a time. */
+#define TRANSPOSE_TILE 32
+
+typedef struct {
+  const G3nMatrix *src;
+  guint8 *dst;
+} TransposeJob;
+
+static void
+transpose_tiles (int begin, int end, gpointer data)
+{
+  TransposeJob *j = data;
+  const G3nMatrix *m = j->src;
+  gsize esize = g3n_dtype_size (m->dtype);
+  const guint8 *src = m->data;
+  for (int r0 = begin * TRANSPOSE_TILE; r0 < MIN (end * TRANSPOSE_TILE, m->rows); r0 += TRANSPOSE_TILE)
+    for (int c0 = 0; c0 < m->cols; c0 += TRANSPOSE_TILE)
+      for (int c = c0; c < MIN (c0 + TRANSPOSE_TILE, m->cols); c++)
+        for (int r = r0; r < MIN (r0 + TRANSPOSE_TILE, m->rows); r++) {
+          gsize to = (gsize) c * m->rows + r, from = (gsize) r * m->cols + c;
+          if (esize == 2) /* BF16/F16: a typed copy, not a call per element */
+            ((guint16 *) j->dst)[to] = ((const guint16 *) src)[from];
+          else
+            memcpy (j->dst + to * esize, src + from * esize, esize);
+        }
+}
+
+gpointer
+g3n_matrix_transpose_by_input (const G3nMatrix *m, G3nMatrix *out)
+{
+  g_return_val_if_fail (m->quant == G3N_QUANT_NONE && !m->by_input, NULL);
+  guint8 *buf = g_malloc ((gsize) m->rows * m->cols * g3n_dtype_size (m->dtype) + 64);
+  TransposeJob j = { m, buf };
+  g3n_parallel_for ((m->rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE, 4, transpose_tiles, &j);
+  *out = *m;
+  out->data = buf;
+  out->by_input = TRUE;
+  return buf;
+}
+
+typedef struct {
+  const G3nMatrix *m;
+  const float *x;
+  int n;
+  float *y;
+} SparseJob;
+
+/* Outputs [begin, end) of every token: y = Σ over non-zero x_i of x_i · (stored row i). */
+static void
+by_input_outputs (int begin, int end, gpointer data)
+{
+  SparseJob *j = data;
+  const G3nMatrix *m = j->m;
+  gsize esize = g3n_dtype_size (m->dtype);
+  for (int t = 0; t < j->n; t++) {
+    const float *x = j->x + (gsize) t * m->cols;
+    float *y = j->y + (gsize) t * m->rows;
+    memset (y + begin, 0, sizeof (float) * (end - begin));
+    for (int i = 0; i < m->cols; i++)
+      if (x[i] != 0)
+        g3n_axpy_weight (m->dtype, x[i], (const guint8 *) m->data + ((gsize) i * m->rows + begin) * esize,
+                         y + begin, end - begin);
+  }
+}
+
+/* Float weights stored by input. Prefill too: each token's activations are as sparse as decode's, so this
+ * beats the dense product even at a few hundred tokens. */
+static void
+matmul_by_input (const G3nMatrix *m, const float *x, int n, float *y)
+{
+  SparseJob j = { m, x, n, y };
+  /* a thread's share must outweigh the wake-up: 256 outputs at least, in whole cache lines */
+  g3n_parallel_for (m->rows, 256, by_input_outputs, &j);
 }
 
 /* ------------------------------------------------- one or a few tokens: threaded dot products */
@@ -113,12 +196,24 @@ typedef struct {
   float *y;
 } MatvecJob;
 
+/* Rows at least this wide go four at a time (see g3n_dot_weight4): their x no longer fits in L1. */
+#define DOT4_MIN_COLS 4096
+
 static void
 matvec_rows (int begin, int end, gpointer data)
 {
   MatvecJob *j = data;
   const int rows = j->m->rows, cols = j->m->cols;
-  for (int r = begin; r < end; r++)
+  gsize ldw = (gsize) cols * g3n_dtype_size (j->m->dtype);
+  int r = begin;
+  for (; cols >= DOT4_MIN_COLS && r + 4 <= end; r += 4)
+    for (int t = 0; t < j->n; t++) {
+      float out[4];
+      g3n_dot_weight4 (j->m->dtype, row_ptr (j->m, r), ldw, j->x + (gsize) t * cols, cols, out);
+      for (int k = 0; k < 4; k++)
+        j->y[(gsize) t * rows + r + k] = out[k];
+    }
+  for (; r < end; r++)
     for (int t = 0; t < j->n; t++)
       j->y[(gsize) t * rows + r] = g3n_dot_weight (j->m->dtype, row_ptr (j->m, r), j->x + (gsize) t * cols, cols);
 }
@@ -198,12 +293,43 @@ g3n_sgemm_nn (int m, int n, int k, const float *a, int lda, const float *b, int 
   cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
 }
 
+typedef struct {
+  const G3nMatrix *m;
+  const float *x;
+  const int *rows;
+  float *y;
+} RowsJob;
+
+static void
+matvec_selected (int begin, int end, gpointer data)
+{
+  RowsJob *j = data;
+  for (int i = begin; i < end; i++)
+    j->y[i] = g3n_dot_weight (j->m->dtype, row_ptr (j->m, j->rows[i]), j->x, j->m->cols);
+}
+
+void
+g3n_matmul_rows (const G3nMatrix *m, const float *x, const int *rows, int n_rows, float *y)
+{
+  g_return_if_fail (!m->by_input);
+  if (m->quant != G3N_QUANT_NONE) {
+    g3n_matmul_quant_rows (m, x, rows, n_rows, y);
+    return;
+  }
+  RowsJob j = { m, x, rows, y };
+  g3n_parallel_for (n_rows, MAX (1, 65536 / MAX (m->cols, 1)), matvec_selected, &j);
+}
+
 void
 g3n_matmul (const G3nMatrix *m, const float *x, int n, float *y)
 {
   blas_init ();
   if (m->quant != G3N_QUANT_NONE) {
     g3n_matmul_quant (m, x, n, y);
+    return;
+  }
+  if (m->by_input) {
+    matmul_by_input (m, x, n, y);
     return;
   }
   if (n == 1 || (n < GEMM_MIN_TOKENS && !g3n_gemm_use_blas ())) {

@@ -194,6 +194,14 @@ static gpointer
 quantize (const G3nMatrix *m, G3nQuantType type, gboolean by_input, G3nMatrix *out)
 {
   g_return_val_if_fail (m->quant == G3N_QUANT_NONE && type != G3N_QUANT_NONE, NULL);
+  g_return_val_if_fail (!m->by_input || by_input, NULL);
+  if (m->by_input) { /* already laid out by input: quantise its stored rows as they are */
+    G3nMatrix stored = *m;
+    stored.rows = m->cols, stored.cols = m->rows, stored.by_input = FALSE;
+    gpointer buf = quantize (&stored, type, FALSE, out);
+    out->rows = m->rows, out->cols = m->cols, out->by_input = TRUE;
+    return buf;
+  }
   int stored = by_input ? m->cols : m->rows, width = by_input ? m->rows : m->cols;
   gsize codes = (gsize) stored * g3n_quant_row_bytes (type, width);
   guint8 *buf = g_malloc (codes + (gsize) stored * g3n_quant_blocks (width) * sizeof (guint16) + 64);
@@ -365,6 +373,35 @@ matmul_by_input (const G3nMatrix *m, const float *x, int n, float *y)
   int nb = g3n_quant_blocks (m->rows);
   /* a thread's share must outweigh the wake-up: ~8 blocks (256 outputs) at least */
   g3n_parallel_for (nb, 8, sparse_blocks, &j);
+}
+
+typedef struct {
+  const QJob *q; /* its y is a scratch row: qdot_one writes at the weight row's own index */
+  const int *rows;
+  float *out;
+} QRowsJob;
+
+static void
+q_selected (int begin, int end, gpointer data)
+{
+  QRowsJob *j = data;
+  for (int i = begin; i < end; i++) {
+    qdot_one (j->q, j->rows[i], 0);
+    j->out[i] = j->q->y[j->rows[i]];
+  }
+}
+
+void
+g3n_matmul_quant_rows (const G3nMatrix *m, const float *x, const int *rows, int n_rows, float *y)
+{
+  G3nQ8Rows a;
+  g3n_q8_rows_init (&a, x, 1, m->cols);
+  float *scratch = g_new (float, m->rows);
+  QJob q = { m, &a, g3n_qdot_kernel (m->quant), g3n_quant_row_bytes (m->quant, m->cols), 1, scratch };
+  QRowsJob j = { &q, rows, y };
+  g3n_parallel_for (n_rows, MAX (1, 65536 / MAX (m->cols, 1)), q_selected, &j);
+  g3n_q8_rows_clear (&a);
+  g_free (scratch);
 }
 
 void

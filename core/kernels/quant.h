@@ -36,6 +36,8 @@ const char *g3n_qdot_isa (void);
 
 /* y[n, m->rows] = x · mᵀ for a quantised m (g3n_matmul hands these over). */
 void g3n_matmul_quant (const G3nMatrix *m, const float *x, int n, float *y);
+/* One token times the listed rows of a quantised m (see g3n_matmul_rows). */
+void g3n_matmul_quant_rows (const G3nMatrix *m, const float *x, const int *rows, int n_rows, float *y);
 /* Row r of a quantised matrix as fp32. */
 void g3n_quant_dequantize_row (const G3nMatrix *m, int r, float *dst);
 
