@@ -69,6 +69,7 @@ run_chat (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *syste
 int
 g3n_cli_chat (int argc, char **argv)
 {
+  g_auto (G3nCliWeights) weights = { 0 };
   g_autofree char *model_dir = NULL, *system = NULL, *tokenizer = NULL;
   int n_new = 512, threads = 0, n_ctx = 0;
   G3nCliSampling sampling = { 0 };
@@ -86,6 +87,7 @@ g3n_cli_chat (int argc, char **argv)
   g_option_context_set_description (octx, "Each line is a user turn; the answer streams to stdout. Lines starting with\n"
                                           "/image FILE or /audio FILE attach media to the next turn; /quit ends.");
   g_option_context_add_main_entries (octx, entries, NULL);
+  g3n_cli_weights_options (octx, &weights);
   g_option_context_add_group (octx, g3n_cli_sampling_options (&sampling));
   if (!g3n_cli_parse (octx, &argc, &argv))
     return 1;
@@ -96,7 +98,7 @@ g3n_cli_chat (int argc, char **argv)
   if (!g3n_cli_sampler_params (&sampling, &sp, &error))
     return g3n_cli_fail ("chat: %s", error->message);
   g3n_set_threads (threads);
-  G3nModel *model = g3n_model_load (model_dir, &error);
+  G3nModel *model = g3n_cli_load_model (model_dir, &weights, &error);
   if (!model)
     return g3n_cli_fail ("%s", error->message);
   G3nTokenizer *tok = g3n_cli_load_tokenizer (model_dir, tokenizer, &error);

@@ -115,6 +115,7 @@ generate_raw (G3nModel *model, G3nTokenizer *tok, const char *prompt, int n_new,
 int
 g3n_cli_generate (int argc, char **argv)
 {
+  g_auto (G3nCliWeights) weights = { 0 };
   g_autofree char *model_dir = NULL, *prompt_ids = NULL, *prompt = NULL, *system = NULL, *tokenizer = NULL;
   int n_new = 32, threads = 0, n_ctx = 0;
   gboolean raw = FALSE, sample = FALSE;
@@ -141,6 +142,7 @@ g3n_cli_generate (int argc, char **argv)
             "With --prompt-ids, generation is greedy (argmax; --sample to sample), does not stop at EOS, and the\n"
             "generated ids are printed on one line.");
   g_option_context_add_main_entries (octx, entries, NULL);
+  g3n_cli_weights_options (octx, &weights);
   g_option_context_add_group (octx, g3n_cli_sampling_options (&sampling));
   if (!g3n_cli_parse (octx, &argc, &argv))
     return 1;
@@ -159,7 +161,7 @@ g3n_cli_generate (int argc, char **argv)
     return g3n_cli_fail ("generate: %s", error->message);
 
   g3n_set_threads (threads);
-  G3nModel *model = g3n_model_load (model_dir, &error);
+  G3nModel *model = g3n_cli_load_model (model_dir, &weights, &error);
   if (!model)
     return g3n_cli_fail ("%s", error->message);
   G3nTokenizer *tok = NULL;

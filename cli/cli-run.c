@@ -51,6 +51,7 @@ g3n_cli_answer_turn (G3nModel *model, G3nTokenizer *tok, const char *dir, const 
 int
 g3n_cli_run (int argc, char **argv)
 {
+  g_auto (G3nCliWeights) weights = { 0 };
   g_autofree char *model_dir = NULL, *prompt = NULL, *system = NULL, *tokenizer = NULL;
   g_auto (GStrv) images = NULL, audios = NULL;
   int n_new = 256, threads = 0, n_ctx = 0;
@@ -73,6 +74,7 @@ g3n_cli_run (int argc, char **argv)
                                           "Images become 256 soft tokens each and audio clips 188 (the processor's\n"
                                           "counts from processor_config.json), placed before the text.");
   g_option_context_add_main_entries (octx, entries, NULL);
+  g3n_cli_weights_options (octx, &weights);
   g_option_context_add_group (octx, g3n_cli_sampling_options (&sampling));
   if (!g3n_cli_parse (octx, &argc, &argv))
     return 1;
@@ -85,7 +87,7 @@ g3n_cli_run (int argc, char **argv)
   if (!g3n_cli_sampler_params (&sampling, &sp, &error))
     return g3n_cli_fail ("run: %s", error->message);
   g3n_set_threads (threads);
-  G3nModel *model = g3n_model_load (model_dir, &error);
+  G3nModel *model = g3n_cli_load_model (model_dir, &weights, &error);
   if (!model)
     return g3n_cli_fail ("%s", error->message);
   G3nTokenizer *tok = g3n_cli_load_tokenizer (model_dir, tokenizer, &error);

@@ -81,6 +81,43 @@ g3n_cli_sampler_params (const G3nCliSampling *s, G3nSamplerParams *p, GError **e
   return TRUE;
 }
 
+void
+g3n_cli_weights_options (GOptionContext *octx, G3nCliWeights *w)
+{
+  GOptionEntry entries[] = {
+    { "quant", 0, 0, G_OPTION_ARG_STRING, &w->quant,
+      "Text weights: bf16 (as stored, the default), or q8_0 / q4_0 quantised at load", "TYPE" },
+    { "quant-cache", 0, 0, G_OPTION_ARG_FILENAME, &w->quant_cache,
+      "With --quant: load the quantised weights from FILE, or quantise and save them there if it does not exist",
+      "FILE" },
+    { NULL },
+  };
+  g_option_context_add_main_entries (octx, entries, NULL);
+}
+
+void
+g3n_cli_weights_clear (G3nCliWeights *w)
+{
+  g_clear_pointer (&w->quant, g_free);
+  g_clear_pointer (&w->quant_cache, g_free);
+}
+
+G3nModel *
+g3n_cli_load_model (const char *dir, const G3nCliWeights *w, GError **error)
+{
+  G3nQuantType type = G3N_QUANT_NONE;
+  if (w->quant && !g3n_quant_type_from_string (w->quant, &type, error))
+    return NULL;
+  if (w->quant_cache && type == G3N_QUANT_NONE) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "--quant-cache needs --quant q8_0 or q4_0");
+    return NULL;
+  }
+  G3nModel *model = g3n_model_load (dir, error);
+  if (model && !g3n_model_quantize_cached (model, type, w->quant_cache, error))
+    g_clear_pointer (&model, g3n_model_unref);
+  return model;
+}
+
 int
 g3n_cli_tokenize (int argc, char **argv)
 {

@@ -24,6 +24,15 @@ typedef struct {
 } G3nCliSampling;
 GOptionGroup *g3n_cli_sampling_options (G3nCliSampling *sampling);
 gboolean g3n_cli_sampler_params (const G3nCliSampling *sampling, G3nSamplerParams *params, GError **error);
+/* --quant TYPE and --quant-cache FILE, for the commands that run the text decoder. */
+typedef struct {
+  char *quant, *quant_cache;
+} G3nCliWeights;
+void g3n_cli_weights_options (GOptionContext *octx, G3nCliWeights *weights);
+void g3n_cli_weights_clear (G3nCliWeights *weights);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (G3nCliWeights, g3n_cli_weights_clear)
+/* Loads DIR with its text weights as the options ask: as stored, quantised, or through the cache file. */
+G3nModel *g3n_cli_load_model (const char *dir, const G3nCliWeights *weights, GError **error);
 G3nTokenizer *g3n_cli_load_tokenizer (const char *model, const char *override, GError **error);
 /* Appends the ids of "2,105, 2364" to ids; FALSE unless it is a list of non-negative integers. */
 gboolean g3n_cli_parse_ids (const char *text, GArray *ids);

@@ -88,6 +88,23 @@ gboolean g3n_model_quantize (G3nModel *model, G3nQuantType type, GError **error)
 G3nQuantType g3n_model_quant_type (const G3nModel *model);
 /* Bytes of weights the text decoder's matrices (LM head included) occupy in their current storage. */
 gsize g3n_model_text_weight_bytes (const G3nModel *model);
+
+/* A quantised-weights file (core/quant-file.c) keeps what g3n_model_quantize computes, so later start-ups
+ * map it instead of converting again (E2B: seconds instead of ~8 s on 2 threads). It is a safetensors file:
+ * per matrix `NAME.q` (U8 codes), `NAME.scales` (F16) and `NAME.layout` (I64 rows, cols, by_input), NAME
+ * being the checkpoint tensor it replaces; "__metadata__" holds format, version, quant type and the
+ * checkpoint's identity. */
+/* Writes the model's quantised matrices to `path` (replaced atomically). The model must be quantised. */
+gboolean g3n_model_save_quantized (G3nModel *model, const char *path, GError **error);
+/* Maps `path` and replaces the text decoder's matrices by its quantised ones, as g3n_model_quantize would
+ * (no copy: the pages stay file-backed; the mapping lives until the model is freed). The model must be
+ * unquantised. Refused with an error naming the file when it is not such a file, of another version, made
+ * from another checkpoint, or missing or misshaping a matrix; the model is then unchanged. */
+gboolean g3n_model_load_quantized (G3nModel *model, const char *path, GError **error);
+/* g3n_model_quantize with a cache: when `path` exists, loads it (an error if it is not a valid file of
+ * `type` for this checkpoint); otherwise quantises and saves it there (on a failed save the model stays
+ * quantised, FALSE is returned). `type` must then be Q8_0 or Q4_0. A NULL path is g3n_model_quantize. */
+gboolean g3n_model_quantize_cached (G3nModel *model, G3nQuantType type, const char *path, GError **error);
 /* ---- end of quantised weights ---- */
 
 /* ---------------------------------------------------------------- decoder context */

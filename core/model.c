@@ -219,6 +219,7 @@ g3n_model_unref (G3nModel *m)
   g_ptr_array_free (m->f32_copies, TRUE);
   if (m->quant_buffers)
     g_ptr_array_free (m->quant_buffers, TRUE);
+  g3n_safetensors_free (m->quant_file);
   g_free ((gpointer) m->identity);
   g3n_tensor_store_free (m->store);
   g3n_config_free (m->config);
@@ -277,25 +278,37 @@ g3n_model_is_eos (const G3nModel *m, int32_t token)
   return FALSE;
 }
 
+/* SHA-256 over the tensor layout, config.json and (when quantised) the weight type. */
+static char *
+compute_identity (G3nModel *m, G3nQuantType quant)
+{
+  g_autofree char *layout = g3n_tensor_store_digest (m->store);
+  g_autofree char *cfg_path = g_file_test (m->path, G_FILE_TEST_IS_DIR)
+                                  ? g_build_filename (m->path, "config.json", NULL) : g_strdup (m->path);
+  g_autofree char *cfg = NULL;
+  gsize len = 0;
+  g_file_get_contents (cfg_path, &cfg, &len, NULL);
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_checksum_update (sum, (const guchar *) layout, -1);
+  if (cfg)
+    g_checksum_update (sum, (const guchar *) cfg, (gssize) len);
+  if (quant != G3N_QUANT_NONE) /* a quantised model computes (and caches) other values */
+    g_checksum_update (sum, (const guchar *) g3n_quant_type_name (quant), -1);
+  return g_strdup (g_checksum_get_string (sum));
+}
+
 const char *
 g3n_model_identity (G3nModel *m)
 {
-  if (g_once_init_enter (&m->identity)) {
-    g_autofree char *layout = g3n_tensor_store_digest (m->store);
-    g_autofree char *cfg_path = g_file_test (m->path, G_FILE_TEST_IS_DIR)
-                                    ? g_build_filename (m->path, "config.json", NULL) : g_strdup (m->path);
-    g_autofree char *cfg = NULL;
-    gsize len = 0;
-    g_file_get_contents (cfg_path, &cfg, &len, NULL);
-    g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
-    g_checksum_update (sum, (const guchar *) layout, -1);
-    if (cfg)
-      g_checksum_update (sum, (const guchar *) cfg, (gssize) len);
-    if (m->quant != G3N_QUANT_NONE) /* a quantised model computes (and caches) other values */
-      g_checksum_update (sum, (const guchar *) g3n_quant_type_name (m->quant), -1);
-    g_once_init_leave (&m->identity, g_strdup (g_checksum_get_string (sum)));
-  }
+  if (g_once_init_enter (&m->identity))
+    g_once_init_leave (&m->identity, compute_identity (m, m->quant));
   return m->identity;
+}
+
+char *
+g3n_model_source_identity (G3nModel *m)
+{
+  return compute_identity (m, G3N_QUANT_NONE);
 }
 
 void
@@ -343,29 +356,66 @@ g3n_model_quant_type (const G3nModel *m)
   return m->quant;
 }
 
+static void
+clear_text_matrix (gpointer p)
+{
+  g_free (((G3nTextMatrix *) p)->name);
+}
+
+static void G_GNUC_PRINTF (4, 5)
+add_matrix (GArray *list, G3nMatrix *mat, gboolean by_input, const char *fmt, ...)
+{
+  if (!mat->data) /* k/v are unset in KV-shared layers */
+    return;
+  va_list ap;
+  va_start (ap, fmt);
+  G3nTextMatrix tm = { mat, g_strdup_vprintf (fmt, ap), by_input, FALSE };
+  va_end (ap);
+  tm.quantizable = (by_input ? mat->rows : mat->cols) >= G3N_QBLOCK;
+  g_array_append_val (list, tm);
+}
+
 /* The text decoder's matrices that quantisation replaces: everything large. The AltUp router (A rows) stays
- * as stored; matrices narrower than one block (the tiny fixtures' LAuReL / per-layer projections) too. */
-static GPtrArray *
-text_matrices (G3nModel *m)
+ * as stored; matrices narrower than one block (the tiny fixtures' LAuReL / per-layer projections) too
+ * (quantizable = FALSE). down_proj of the activation-sparse layers is stored by input: decode then reads
+ * ~5% of it. */
+GArray *
+g3n_model_text_matrices (G3nModel *m)
 {
   const G3nTextConfig *c = &m->config->text;
   G3nTextWeights *w = &m->text;
-  GPtrArray *list = g_ptr_array_new ();
-  g_ptr_array_add (list, &w->lm_head);
-  g_ptr_array_add (list, &w->per_layer_model_projection);
+  const char *p = text_prefix (m->store);
+  GArray *list = g_array_new (FALSE, FALSE, sizeof (G3nTextMatrix));
+  g_array_set_clear_func (list, clear_text_matrix);
+  add_matrix (list, &w->lm_head, FALSE, "%sembed_tokens.weight", p); /* tied: a copy of the embedding */
+  add_matrix (list, &w->per_layer_model_projection, FALSE, "%sper_layer_model_projection.weight", p);
   for (int i = 0; i + 1 < c->altup_num_inputs; i++) {
-    g_ptr_array_add (list, &w->altup_projections[i]);
-    g_ptr_array_add (list, &w->altup_unembed_projections[i]);
+    add_matrix (list, &w->altup_projections[i], FALSE, "%saltup_projections.%d.weight", p, i);
+    add_matrix (list, &w->altup_unembed_projections[i], FALSE, "%saltup_unembed_projections.%d.weight", p, i);
   }
-  for (int i = 0; i < c->num_hidden_layers; i++) {
-    G3nTextLayer *l = &w->layers[i];
-    G3nMatrix *mats[] = { &l->q_proj,    &l->k_proj,      &l->v_proj,      &l->o_proj,
-                          &l->gate_proj, &l->up_proj,     &l->down_proj,   &l->laurel_left,
-                          &l->laurel_right, &l->per_layer_input_gate, &l->per_layer_projection };
-    for (guint k = 0; k < G_N_ELEMENTS (mats); k++)
-      if (mats[k]->data) /* k/v are unset in KV-shared layers */
-        g_ptr_array_add (list, mats[k]);
-  }
+  static const struct {
+    gsize offset;
+    const char *name;
+  } per_layer[] = {
+    { G_STRUCT_OFFSET (G3nTextLayer, q_proj), "self_attn.q_proj" },
+    { G_STRUCT_OFFSET (G3nTextLayer, k_proj), "self_attn.k_proj" },
+    { G_STRUCT_OFFSET (G3nTextLayer, v_proj), "self_attn.v_proj" },
+    { G_STRUCT_OFFSET (G3nTextLayer, o_proj), "self_attn.o_proj" },
+    { G_STRUCT_OFFSET (G3nTextLayer, gate_proj), "mlp.gate_proj" },
+    { G_STRUCT_OFFSET (G3nTextLayer, up_proj), "mlp.up_proj" },
+    { G_STRUCT_OFFSET (G3nTextLayer, down_proj), "mlp.down_proj" },
+    { G_STRUCT_OFFSET (G3nTextLayer, laurel_left), "laurel.linear_left" },
+    { G_STRUCT_OFFSET (G3nTextLayer, laurel_right), "laurel.linear_right" },
+    { G_STRUCT_OFFSET (G3nTextLayer, per_layer_input_gate), "per_layer_input_gate" },
+    { G_STRUCT_OFFSET (G3nTextLayer, per_layer_projection), "per_layer_projection" },
+  };
+  for (int i = 0; i < c->num_hidden_layers; i++)
+    for (guint k = 0; k < G_N_ELEMENTS (per_layer); k++) {
+      gboolean sparse_down = per_layer[k].offset == G_STRUCT_OFFSET (G3nTextLayer, down_proj)
+                             && c->activation_sparsity[i] > 0;
+      add_matrix (list, G_STRUCT_MEMBER_P (&w->layers[i], per_layer[k].offset), sparse_down, "%slayers.%d.%s.weight",
+                  p, i, per_layer[k].name);
+    }
   return list;
 }
 
@@ -379,17 +429,6 @@ release_pages (const void *p, gsize n)
   guintptr end = ((guintptr) p + n) & ~(guintptr) (page - 1);
   if (end > begin)
     madvise ((void *) begin, end - begin, MADV_DONTNEED);
-}
-
-/* down_proj of an activation-sparse layer: its inputs are ~95% zero during decode. */
-static gboolean
-is_sparse_down_proj (const G3nModel *m, const G3nMatrix *mat)
-{
-  const G3nTextConfig *c = &m->config->text;
-  for (int l = 0; l < c->num_hidden_layers; l++)
-    if (mat == &m->text.layers[l].down_proj && c->activation_sparsity[l] > 0)
-      return TRUE;
-  return FALSE;
 }
 
 /* Lays the sparse layers' down_proj out by input (see G3nMatrix.by_input) so that decode reads only the
@@ -411,6 +450,23 @@ lay_out_sparse_layers (G3nModel *m)
   }
 }
 
+void
+g3n_model_replace_matrix (G3nModel *m, G3nTextMatrix *tm, const G3nMatrix *q)
+{
+  /* a copy laid out by input at load is ours: freed; mapped checkpoint pages are released */
+  if (!m->quant_buffers || !g_ptr_array_remove_fast (m->quant_buffers, (gpointer) tm->matrix->data))
+    release_pages (tm->matrix->data, g3n_matrix_bytes (tm->matrix));
+  *tm->matrix = *q;
+}
+
+void
+g3n_model_set_quant (G3nModel *m, G3nQuantType type)
+{
+  m->quant = type;
+  g_free ((gpointer) m->identity); /* recomputed with the type */
+  m->identity = NULL;
+}
+
 gboolean
 g3n_model_quantize (G3nModel *m, G3nQuantType type, GError **error)
 {
@@ -423,34 +479,28 @@ g3n_model_quantize (G3nModel *m, G3nQuantType type, GError **error)
   }
   if (!m->quant_buffers)
     m->quant_buffers = g_ptr_array_new_with_free_func (g_free);
-  GPtrArray *list = text_matrices (m);
+  GArray *list = g3n_model_text_matrices (m);
   for (guint i = 0; i < list->len; i++) {
-    G3nMatrix *mat = list->pdata[i], q;
-    /* down_proj of the activation-sparse layers is stored by input: decode then reads ~5% of it */
-    gboolean by_input = mat->by_input || is_sparse_down_proj (m, mat);
-    if ((by_input ? mat->rows : mat->cols) < G3N_QBLOCK)
+    G3nTextMatrix *tm = &g_array_index (list, G3nTextMatrix, i);
+    if (!tm->quantizable)
       continue;
-    g_ptr_array_add (m->quant_buffers, by_input ? g3n_matrix_quantize_by_input (mat, type, &q)
-                                                : g3n_matrix_quantize (mat, type, &q));
-    /* the copy laid out by input at load is ours: freed; mapped pages are released */
-    if (!g_ptr_array_remove_fast (m->quant_buffers, (gpointer) mat->data))
-      release_pages (mat->data, g3n_matrix_bytes (mat));
-    *mat = q;
+    G3nMatrix q;
+    g_ptr_array_add (m->quant_buffers, tm->by_input ? g3n_matrix_quantize_by_input (tm->matrix, type, &q)
+                                                    : g3n_matrix_quantize (tm->matrix, type, &q));
+    g3n_model_replace_matrix (m, tm, &q);
   }
-  g_ptr_array_free (list, TRUE);
-  m->quant = type;
-  g_free ((gpointer) m->identity); /* recomputed with the type */
-  m->identity = NULL;
+  g_array_unref (list);
+  g3n_model_set_quant (m, type);
   return TRUE;
 }
 
 gsize
 g3n_model_text_weight_bytes (const G3nModel *m)
 {
-  GPtrArray *list = text_matrices ((G3nModel *) m);
+  GArray *list = g3n_model_text_matrices ((G3nModel *) m);
   gsize total = 0;
   for (guint i = 0; i < list->len; i++)
-    total += g3n_matrix_bytes (list->pdata[i]);
-  g_ptr_array_free (list, TRUE);
+    total += g3n_matrix_bytes (g_array_index (list, G3nTextMatrix, i).matrix);
+  g_array_unref (list);
   return total;
 }

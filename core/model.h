@@ -57,7 +57,27 @@ struct _G3nModel {
   const char *identity; /* lazily computed, see g3n_model_identity */
   G3nQuantType quant;   /* g3n_model_quantize */
   GPtrArray *quant_buffers; /* storage of matrices we made: quantised, or laid out by input */
+  G3nSafetensors *quant_file; /* or their mapping, g3n_model_load_quantized (quant-file.c) */
 };
+
+/* A text-decoder matrix that quantisation replaces, with the checkpoint tensor it was bound from: the one
+ * definition g3n_model_quantize and the quantised-weights file (quant-file.c) share. */
+typedef struct {
+  G3nMatrix *matrix;
+  char *name;           /* e.g. "model.language_model.layers.3.mlp.down_proj.weight" */
+  gboolean by_input;    /* quantised stored by input feature: the activation-sparse layers' down_proj */
+  gboolean quantizable; /* at least one block wide as stored; narrower ones stay as in the checkpoint */
+} G3nTextMatrix;
+
+/* The text decoder's large matrices in a fixed order (G3nTextMatrix; g_array_unref frees the names too). */
+GArray *g3n_model_text_matrices (G3nModel *m);
+/* Replaces a quantizable matrix by its quantised form q, dropping what it replaced: the mapped checkpoint
+ * pages it came from, or our copy laid out by input. */
+void g3n_model_replace_matrix (G3nModel *m, G3nTextMatrix *tm, const G3nMatrix *q);
+/* Marks the model as now holding `type` weights (its identity changes with it). */
+void g3n_model_set_quant (G3nModel *m, G3nQuantType type);
+/* The identity of the checkpoint as stored (unquantised), whatever the model holds now; the caller frees it. */
+char *g3n_model_source_identity (G3nModel *m);
 
 G_END_DECLS
 

@@ -102,6 +102,7 @@ struct _G3nSafetensors {
   GStringChunk *names;
   GArray *tensors;     /* G3nTensor */
   GHashTable *by_name; /* name -> index + 1 */
+  GHashTable *metadata; /* "__metadata__": key -> value, both in `names` */
 };
 
 static gboolean G_GNUC_PRINTF (3, 4)
@@ -219,6 +220,24 @@ check_no_overlap (G3nSafetensors *st, GError **error)
   return ok;
 }
 
+/* The format defines "__metadata__" as a map of strings to strings; values of other types are not ours to
+ * interpret, so they are left out (a lookup then finds nothing). */
+static gboolean
+parse_metadata (G3nSafetensors *st, JsonNode *node, GError **error)
+{
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    return fail (error, st->path, "\"__metadata__\" is not an object");
+  JsonObject *o = json_node_get_object (node);
+  g_autoptr (GList) keys = json_object_get_members (o);
+  for (GList *l = keys; l; l = l->next) {
+    JsonNode *v = json_object_get_member (o, l->data);
+    if (JSON_NODE_HOLDS_VALUE (v) && json_node_get_value_type (v) == G_TYPE_STRING)
+      g_hash_table_insert (st->metadata, g_string_chunk_insert (st->names, l->data),
+                           g_string_chunk_insert (st->names, json_node_get_string (v)));
+  }
+  return TRUE;
+}
+
 static gboolean
 parse_header (G3nSafetensors *st, GError **error)
 {
@@ -247,8 +266,11 @@ parse_header (G3nSafetensors *st, GError **error)
   g_autoptr (GList) names = json_object_get_members (obj);
   for (GList *l = names; l; l = l->next) {
     const char *name = l->data;
-    if (strcmp (name, "__metadata__") == 0)
+    if (strcmp (name, "__metadata__") == 0) {
+      if (!parse_metadata (st, json_object_get_member (obj, name), error))
+        return FALSE;
       continue;
+    }
     if (!parse_entry (st, name, json_object_get_member (obj, name), bytes + 8 + n, size - 8 - n, 8 + n, error))
       return FALSE;
   }
@@ -266,6 +288,7 @@ g3n_safetensors_open (const char *path, GError **error)
   st->names = g_string_chunk_new (4096);
   st->tensors = g_array_new (FALSE, FALSE, sizeof (G3nTensor));
   st->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  st->metadata = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GError) merr = NULL;
   st->map = g_mapped_file_new (path, FALSE, &merr);
   if (!st->map)
@@ -285,6 +308,7 @@ g3n_safetensors_free (G3nSafetensors *st)
   if (st->map)
     g_mapped_file_unref (st->map);
   g_hash_table_destroy (st->by_name);
+  g_hash_table_destroy (st->metadata);
   g_array_free (st->tensors, TRUE);
   g_string_chunk_free (st->names);
   g_free (st->path);
@@ -316,6 +340,12 @@ g3n_safetensors_path (const G3nSafetensors *st)
   return st->path;
 }
 
+const char *
+g3n_safetensors_metadata (const G3nSafetensors *st, const char *key)
+{
+  return g_hash_table_lookup (st->metadata, key);
+}
+
 /* ------------------------------------------------------------------------------------------ writing */
 
 static int
@@ -328,8 +358,31 @@ by_element_size_desc (gconstpointer a, gconstpointer b, gpointer tensors)
   return (int) *(const guint *) a - (int) *(const guint *) b;
 }
 
+/* ,"__metadata__":{"key":"value",…} with JSON escaping (values may be paths). */
+static void
+append_metadata (GString *h, const char *const *metadata)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  for (guint i = 0; metadata[i] && metadata[i + 1]; i += 2) {
+    json_builder_set_member_name (b, metadata[i]);
+    json_builder_add_string_value (b, metadata[i + 1]);
+  }
+  json_builder_end_object (b);
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  g_autofree char *text = json_to_string (root, FALSE);
+  g_string_append_printf (h, "%s\"__metadata__\":%s", h->len > 1 ? "," : "", text);
+}
+
 gboolean
 g3n_safetensors_write (const char *path, const G3nTensor *in, guint n_tensors, GError **error)
+{
+  return g3n_safetensors_write_with_metadata (path, in, n_tensors, NULL, error);
+}
+
+gboolean
+g3n_safetensors_write_with_metadata (const char *path, const G3nTensor *in, guint n_tensors,
+                                     const char *const *metadata, GError **error)
 {
   /* Wider element types first: every tensor then starts aligned to its element size, with no gaps (which
    * other readers reject). */
@@ -351,9 +404,12 @@ g3n_safetensors_write (const char *path, const G3nTensor *in, guint n_tensors, G
                             i ? "," : "", t->name, g3n_dtype_name (t->dtype), shape, offset, offset + nbytes);
     offset += nbytes;
   }
+  if (metadata)
+    append_metadata (h, metadata);
   g_string_append_c (h, '}');
-  /* Pad the header with spaces so the data region starts 8-byte aligned, as other writers do. */
-  while ((h->len + 8) % 8 != 0)
+  /* Pad the header with spaces so the data region starts on a cache line (other writers align to 8, which
+   * this is too): a caller can then align its tensors for SIMD loads by their sizes. */
+  while ((h->len + 8) % 64 != 0)
     g_string_append_c (h, ' ');
 
   FILE *f = fopen (path, "wb");

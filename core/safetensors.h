@@ -55,9 +55,15 @@ guint g3n_safetensors_count (const G3nSafetensors *st);
 const G3nTensor *g3n_safetensors_nth (const G3nSafetensors *st, guint i);
 const G3nTensor *g3n_safetensors_find (const G3nSafetensors *st, const char *name);
 const char *g3n_safetensors_path (const G3nSafetensors *st);
+/* A string of the header's "__metadata__" map; NULL when absent (or not a string). */
+const char *g3n_safetensors_metadata (const G3nSafetensors *st, const char *key);
 
-/* Writes tensors (name, dtype, ndim, shape, data) to a new safetensors file. */
+/* Writes tensors (name, dtype, ndim, shape, data) to a new safetensors file. Tensors are laid out widest
+ * element type first, in the given order within a type, from a 64-byte aligned data region. */
 gboolean g3n_safetensors_write (const char *path, const G3nTensor *tensors, guint n_tensors, GError **error);
+/* The same with a "__metadata__" map: metadata holds key, value, key, value, …, NULL (NULL for none). */
+gboolean g3n_safetensors_write_with_metadata (const char *path, const G3nTensor *tensors, guint n_tensors,
+                                              const char *const *metadata, GError **error);
 
 /* A checkpoint folder: model.safetensors, or the shards listed by model.safetensors.index.json. */
 typedef struct _G3nTensorStore G3nTensorStore;

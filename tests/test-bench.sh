@@ -21,6 +21,13 @@ for q in q8_0 q4_0; do
   "$bench" --model "$srcdir/tests/data/mm-tiny" --quant $q -p 8 -n 4 -r 1 --json >/dev/null 2>&1 \
     || { echo "FAIL: --quant $q"; exit 1; }
 done
+# --quant-cache: the first run saves the file, the second loads it
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for want in saved loaded; do
+  "$bench" --model "$srcdir/tests/data/mm-tiny" --quant q8_0 --quant-cache "$tmp/q.g3nq" -p 8 -n 4 -r 1 --json \
+    2>/dev/null | grep -q "\"quant_cache\": \"$want\"" || { echo "FAIL: --quant-cache run should have $want"; exit 1; }
+done
 if "$bench" --model "$srcdir/tests/data/mm-tiny" --quant q3_x -p 1 -n 1 -r 1 >/dev/null 2>&1; then
   echo "FAIL: --quant q3_x was accepted"
   exit 1

@@ -91,6 +91,16 @@ for fx in mm-tiny text-matformer; do
   [ "$got" = "$want" ] && ok "generate $fx: $got" || bad "generate $fx: got '$got', want '$want'"
 done
 
+# --quant-cache: the first run quantises and saves the file, the second maps it; same ids as quantising
+prompt=$("$CMP" --ids "$DATA/mm-tiny/golden.safetensors" generate_prompt_ids)
+plain=$("$CLI" generate --model "$DATA/mm-tiny" --prompt-ids "$prompt" -n 16 --quant q4_0)
+first=$("$CLI" generate --model "$DATA/mm-tiny" --prompt-ids "$prompt" -n 16 --quant q4_0 --quant-cache "$tmp/mm.g3nq")
+saved=$([ -s "$tmp/mm.g3nq" ] && echo yes)
+second=$("$CLI" generate --model "$DATA/mm-tiny" --prompt-ids "$prompt" -n 16 --quant q4_0 --quant-cache "$tmp/mm.g3nq")
+[ -n "$plain" ] && [ "$saved" = yes ] && [ "$first" = "$plain" ] && [ "$second" = "$plain" ] \
+  && ok "generate --quant-cache twice (save, then load): $second" \
+  || bad "generate --quant-cache: plain '$plain', first '$first', second '$second', saved '$saved'"
+
 # bad input: non-zero exit and exactly one line on stderr naming the problem
 expect_fail () { # description, expected text, command...
   what=$1 expect=$2; shift 2
@@ -126,6 +136,12 @@ expect_fail "image file that is a text file" "config.json" \
   "$CLI" preprocess --model "$DATA/mm-tiny" --image "$DATA/mm-tiny/config.json" --output "$tmp/x.safetensors"
 expect_fail "context too small" "context full" \
   "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3,4 -n 4 --ctx-size 4
+expect_fail "quant cache of another model" "mm.g3nq: made from another checkpoint" \
+  "$CLI" generate --model "$DATA/text-matformer" --prompt-ids 2,3 -n 1 --quant q4_0 --quant-cache "$tmp/mm.g3nq"
+expect_fail "quant cache of another type" "holds q4_0 weights, not the q8_0" \
+  "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3 -n 1 --quant q8_0 --quant-cache "$tmp/mm.g3nq"
+expect_fail "quant cache without --quant" "needs --quant" \
+  "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3 -n 1 --quant-cache "$tmp/mm.g3nq"
 "$CLI" --help >/dev/null && "$CLI" forward --help | grep -q -- "--hidden-states" && ok "--help documents the commands" \
   || bad "--help"
 

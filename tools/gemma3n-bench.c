@@ -1,7 +1,7 @@
 /* gemma3n-bench — llama-bench for libgemma3n: how fast a checkpoint runs on this machine.
  *
- *   gemma3n-bench --model DIR [--threads N] [--quant bf16|q8_0|q4_0] [-p 512] [-n 128] [-r REPS]
- *                 [--audio-seconds S] [--image] [--json]
+ *   gemma3n-bench --model DIR [--threads N] [--quant bf16|q8_0|q4_0 [--quant-cache FILE]] [-p 512] [-n 128]
+ *                 [-r REPS] [--audio-seconds S] [--image] [--json]
  *
  * Measures, on random token ids (no tokenizer needed, so a random checkpoint from `gemma3n-cli
  * make-random-checkpoint` works as well as the real one):
@@ -10,7 +10,7 @@
  *   audio (--audio-seconds S): log-mel features + audio tower + embed_audio on S s of synthetic speech-like
  *       audio, seconds of compute per second of audio;
  *   vision (--image): the vision tower + embed_vision on one random 768x768 image, ms per image;
- * plus the load time and the peak RSS. Each test runs REPS times after an untimed warm-up; the median and
+ * plus the load time (quantisation, or loading the --quant-cache file, included) and the peak RSS. Each test runs REPS times after an untimed warm-up; the median and
  * the best are reported. With --json, stdout holds exactly one JSON object (medians under pp_tok_s,
  * tg_tok_s, audio_s_per_s, vision_ms); progress goes to stderr.
  */
@@ -31,7 +31,7 @@
 typedef struct {
   char *model_dir;
   int threads, n_prompt, n_gen, reps;
-  char *quant;
+  char *quant, *quant_cache;
   double audio_seconds;
   gboolean image, json;
 } Options;
@@ -330,7 +330,7 @@ json_result (GString *j, GPtrArray *results, const char *prefix, const char *key
 }
 
 static void
-print_json (const Options *o, const char *quant, double load_s, double quant_s, GPtrArray *results)
+print_json (const Options *o, const char *quant, double load_s, double quant_s, const char *step, GPtrArray *results)
 {
   g_autoptr (GString) j = g_string_new ("{\n  \"model\": ");
   g_autofree char *model = g_strescape (o->model_dir, NULL);
@@ -340,6 +340,8 @@ print_json (const Options *o, const char *quant, double load_s, double quant_s, 
   json_number (j, "load_s", load_s);
   if (quant_s > 0)
     json_number (j, "quantize_s", quant_s);
+  if (o->quant_cache)
+    g_string_append_printf (j, ",\n  \"quant_cache\": \"%s\"", strcmp (step, "mapped") == 0 ? "loaded" : "saved");
   json_result (j, results, "pp", "pp_tok_s", "pp_tok_s_best");
   json_result (j, results, "tg", "tg_tok_s", "tg_tok_s_best");
   json_result (j, results, "audio", "audio_s_per_s", "audio_s_per_s_best");
@@ -351,7 +353,7 @@ print_json (const Options *o, const char *quant, double load_s, double quant_s, 
 }
 
 static void
-print_table (const Options *o, const char *quant, double load_s, double quant_s, GPtrArray *results)
+print_table (const Options *o, const char *quant, double load_s, double quant_s, const char *step, GPtrArray *results)
 {
   g_autofree char *base = g_path_get_basename (o->model_dir);
   printf ("| model | quant | isa | threads | test | median | best | unit |\n");
@@ -364,28 +366,45 @@ print_table (const Options *o, const char *quant, double load_s, double quant_s,
   }
   printf ("\nload %.2f s", load_s);
   if (quant_s > 0)
-    printf (" (of which quantisation %.2f s)", quant_s);
+    printf (" (of which the weights %s in %.2f s)", step, quant_s);
   printf (", peak RSS %.1f MiB, %d repetitions\n", peak_rss_bytes () / 1048576.0, o->reps);
 }
 
 /* ---------------------------------------------------------------- main */
 
-/* Loads the model and converts its matrices to the wanted storage; *quant_s is the conversion's share. */
+/* How the quantised weights were had: "quantised", "quantised and saved" (--quant-cache FILE made) or
+ * "mapped" (--quant-cache FILE loaded). */
+static const char *
+quant_step (const Options *o, gboolean cache_existed)
+{
+  return !o->quant_cache ? "quantised" : cache_existed ? "mapped" : "quantised and saved";
+}
+
+/* Loads the model and converts its matrices to the wanted storage, through the cache file when given;
+ * *quant_s is that step's share, *cache_existed whether the file was there to load. */
 static G3nModel *
-load_model (const Options *o, double *quant_s, GError **error)
+load_model (const Options *o, double *quant_s, gboolean *cache_existed, GError **error)
 {
   *quant_s = 0;
+  *cache_existed = o->quant_cache && g_file_test (o->quant_cache, G_FILE_TEST_EXISTS);
   G3nQuantType type;
   if (!g3n_quant_type_from_string (o->quant, &type, error))
     return NULL;
   G3nModel *model = g3n_model_load (o->model_dir, error);
   double t0 = now_s ();
-  if (model && type != G3N_QUANT_NONE && !g3n_model_quantize (model, type, error)) {
+  if (model && !g3n_model_quantize_cached (model, type, o->quant_cache, error)) {
     g3n_model_unref (model);
     return NULL;
   }
   *quant_s = type != G3N_QUANT_NONE ? now_s () - t0 : 0;
   return model;
+}
+
+static gboolean
+quantised (const char *quant)
+{
+  G3nQuantType type;
+  return g3n_quant_type_from_string (quant, &type, NULL) && type != G3N_QUANT_NONE;
 }
 
 static gboolean
@@ -397,6 +416,7 @@ check_options (const Options *o, GError **error)
                     : o->n_prompt < 0 || o->n_gen < 0 ? "-p and -n must not be negative"
                     : o->n_gen > 0 && o->n_gen + TG_PROMPT > 1 << 20 ? "-n is too large"
                     : o->audio_seconds < 0 || o->audio_seconds > 30 ? "--audio-seconds must be in (0, 30]"
+                    : o->quant_cache && !quantised (o->quant) ? "--quant-cache needs --quant q8_0 or q4_0"
                     : NULL;
   if (bad)
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s", bad);
@@ -410,6 +430,9 @@ parse_options (int *argc, char ***argv, Options *o, GError **error)
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o->model_dir, "Checkpoint folder", "DIR" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "Kernel threads (default: all cores)", "N" },
     { "quant", 'q', 0, G_OPTION_ARG_STRING, &o->quant, "Text weights: bf16 (as stored), q8_0 or q4_0", "TYPE" },
+    { "quant-cache", 0, 0, G_OPTION_ARG_FILENAME, &o->quant_cache,
+      "With --quant: load the quantised weights from FILE, or quantise and save them there if it does not exist",
+      "FILE" },
     { "n-prompt", 'p', 0, G_OPTION_ARG_INT, &o->n_prompt, "Prompt tokens of the pp test (default 512; 0 = skip)",
       "N" },
     { "n-gen", 'n', 0, G_OPTION_ARG_INT, &o->n_gen, "Generated tokens of the tg test (default 128; 0 = skip)", "N" },
@@ -442,20 +465,25 @@ main (int argc, char **argv)
   g_autoptr (GPtrArray) results = g_ptr_array_new_with_free_func (result_free);
   g_autoptr (GRand) rng = g_rand_new_with_seed (1234);
   double t0 = now_s (), quant_s;
-  G3nModel *model = load_model (&o, &quant_s, &error);
+  gboolean cache_existed;
+  G3nModel *model = load_model (&o, &quant_s, &cache_existed, &error);
   double load_s = now_s () - t0;
+  const char *step = quant_step (&o, cache_existed);
   gboolean ok = model != NULL;
   if (ok)
     fprintf (stderr, "gemma3n-bench: %s loaded in %.2f s (%s, %d threads, %s kernels)\n", o.model_dir, load_s, o.quant,
              o.threads, g3n_kernels_isa ());
+  if (ok && o.quant_cache)
+    fprintf (stderr, "gemma3n-bench: quantised weights %s %s\n", cache_existed ? "mapped from" : "saved to",
+             o.quant_cache);
   ok = ok && (o.n_prompt + o.n_gen == 0 || bench_text (model, &o, rng, results, &error));
   ok = ok && (o.audio_seconds <= 0 || bench_audio (model, &o, rng, results, &error));
   ok = ok && (!o.image || bench_vision (model, &o, rng, results, &error));
   if (ok) {
     if (o.json)
-      print_json (&o, o.quant, load_s, quant_s, results);
+      print_json (&o, o.quant, load_s, quant_s, step, results);
     else
-      print_table (&o, o.quant, load_s, quant_s, results);
+      print_table (&o, o.quant, load_s, quant_s, step, results);
   } else {
     fprintf (stderr, "gemma3n-bench: %s\n", error->message);
   }
@@ -463,5 +491,6 @@ main (int argc, char **argv)
     g3n_model_unref (model);
   g_free (o.model_dir);
   g_free (o.quant);
+  g_free (o.quant_cache);
   return ok ? 0 : 1;
 }
