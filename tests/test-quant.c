@@ -7,12 +7,21 @@
  *  - products: y = Σ w·x is computed as Σ ŵ·x̂ with x̂ the activation quantised to int8 blocks
  *    (|x − x̂| ≤ d_x/2), so |y − ref| ≤ Σ |w − ŵ|·|x̂| + |w|·d_x/2, plus fp32 rounding. Against Σ ŵ·x̂ itself
  *    (dequantised operands, double) every ISA agrees to fp32 rounding: integer block sums are exact.
+ *  - activation quantisation: every ISA's quantiser gives the portable rule's codes and scales bit for bit.
+ *  - GEMM vs dot products (prefill vs decode paths): both form the same integer block sums S_b, so they
+ *    differ only in fp32 rounding of Σ_b d_w·d_x·S_b (the dot path's Q4_0 form subtracts 8·d_w·s_b
+ *    besides): |Δ| ≤ (nb + 4)·2^-24·T with T the sum of those terms' magnitudes, nb blocks per row.
+ *    With operands whose scales are powers of two and whose sums stay below 2^24 units, no fp32 operation
+ *    rounds at all: then both paths must give the exact result bit for bit, so a single integer block sum
+ *    off by one would show.
  *  - the decoder on the tiny fixtures (random weights, so no redundancy protects them as in a trained model):
  *    logits are compared with the unquantised model's, reporting max / mean |Δ| and top-1 agreement.
  * Run under each G3N_KERNEL by test-kernel-paths.sh.
  */
 #include "test-util.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "kernels/threadpool.h"
 #include "model.h"
 
 #include <math.h>
@@ -209,6 +218,150 @@ test_matmul_by_input (G3nQuantType type, int rows, int cols, int n)
   g_rand_free (rand);
 }
 
+
+/* The quantisation rule of G3nQ8Rows, written out once more: per block d = max|x| / 127 and codes rounded
+ * half away from zero. Values include exact ties, −0, zero blocks and a partial last block. */
+static void
+test_q8_rows (int n, int cols)
+{
+  GRand *rand = g_rand_new_with_seed ((guint32) (n * 7 + cols));
+  float *x = g_new (float, (gsize) n * cols);
+  for (gsize i = 0; i < (gsize) n * cols; i++) {
+    int kind = g_rand_int_range (rand, 0, 8);
+    /* ties: with max |x| = 127 in the block, x = k + 0.5 scales by exactly 1 */
+    x[i] = kind == 0 ? g_rand_int_range (rand, -126, 126) + 0.5f : kind == 1 ? -0.0f
+                                                               : (float) g_rand_double_range (rand, -3, 3);
+  }
+  for (int t = 0; t < n; t++) {
+    if (t % 3 == 0 && cols >= 32)
+      x[(gsize) t * cols + 5] = 127; /* makes the first block's ties exact */
+    if (t % 5 == 4)
+      memset (x + (gsize) t * cols, 0, sizeof (float) * MIN (cols, 32)); /* an all-zero block */
+  }
+  G3nQ8Rows a;
+  g3n_q8_rows_init (&a, x, n, cols);
+  gboolean ok = a.nb == g3n_quant_blocks (cols);
+  for (int t = 0; t < n && ok; t++)
+    for (int b = 0; b < a.nb; b++) {
+      const float *v = x + (gsize) t * cols + b * G3N_QBLOCK;
+      int m = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK), sum = 0;
+      float amax = 0;
+      for (int i = 0; i < m; i++)
+        amax = fmaxf (amax, fabsf (v[i]));
+      float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0;
+      for (int i = 0; i < G3N_QBLOCK; i++) {
+        float p = i < m ? v[i] * id : 0; /* stored first: no FMA contraction */
+        volatile float pv = p;
+        int c = i < m ? CLAMP ((int) (pv + (v[i] >= 0 ? 0.5f : -0.5f)), -127, 127) : 0;
+        ok &= a.q[((gsize) t * a.nb + b) * G3N_QBLOCK + i] == c;
+        sum += c;
+      }
+      ok &= a.d[(gsize) t * a.nb + b] == d && a.s[(gsize) t * a.nb + b] == d * (float) sum;
+    }
+  check (ok, "activation quantiser (%s) %d x %d: codes and scales bit for bit as the rule", g3n_qdot_isa (), n, cols);
+  g3n_q8_rows_clear (&a);
+  g_free (x);
+  g_rand_free (rand);
+}
+
+/* The GEMM (quant-gemm.c) against the per-token dot products on the same quantised operands. */
+static void
+test_gemm_vs_dots (G3nQuantType type, int rows, int cols, int n)
+{
+  GRand *rand = g_rand_new_with_seed ((guint32) (rows * 5 + cols * 11 + n + type));
+  float *wf = g_new (float, (gsize) rows * cols), *x = g_new (float, (gsize) n * cols);
+  float *y = g_new (float, (gsize) n * rows), *y_dots = g_new (float, (gsize) n * rows);
+  guint16 *w = random_bf16 (rand, rows, cols, wf);
+  for (gsize i = 0; i < (gsize) n * cols; i++) /* tokens of different magnitudes, as hidden states */
+    x[i] = (float) g_rand_double_range (rand, -2, 2) * (float) ldexp (1, (int) (i / cols % 5) - 2);
+  G3nMatrix m = { .data = w, .dtype = G3N_DTYPE_BF16, .rows = rows, .cols = cols }, q;
+  gpointer buf = g3n_matrix_quantize (&m, type, &q);
+  g3n_quant_gemm (&q, x, n, y);
+  g3n_matmul_quant_dots (&q, x, n, y_dots);
+
+  G3nQ8Rows a;
+  g3n_q8_rows_init (&a, x, n, cols);
+  const int nb = a.nb;
+  gint8 *codes = g_new (gint8, (gsize) nb * G3N_QBLOCK); /* one weight row's codes, offset removed */
+  double worst = 0, allowed = (nb + 4) * 0x1p-24;
+  for (int r = 0; r < rows; r++) {
+    for (int k = 0; k < nb * G3N_QBLOCK; k++) {
+      float d = g3n_f16_to_f32 (q.scales[(gsize) r * nb + k / G3N_QBLOCK]);
+      float wk = k < cols ? g3n_quant_weight (type, (const guint8 *) q.data + r * g3n_quant_row_bytes (type, cols),
+                                              q.scales + (gsize) r * nb, k) : 0;
+      codes[k] = (gint8) (d != 0 ? lrintf (wk / d) : 0); /* ŵ / d_w is the exact integer code */
+    }
+    for (int t = 0; t < n; t++) {
+      double terms = 0;
+      for (int b = 0; b < nb; b++) {
+        const gint8 *xq = a.q + ((gsize) t * nb + b) * G3N_QBLOCK, *wq = codes + b * G3N_QBLOCK;
+        double sabs = 0, extra = 0;
+        for (int i = 0; i < G3N_QBLOCK; i++) {
+          sabs += abs (wq[i] * xq[i]);
+          extra += (wq[i] + 8) * abs (xq[i]) + 8 * abs (xq[i]); /* Q4_0 dots: Σ code·x and 8·Σx apart */
+        }
+        double scale = fabs ((double) g3n_f16_to_f32 (q.scales[(gsize) r * nb + b]) * a.d[(gsize) t * nb + b]);
+        terms += scale * (sabs + (type == G3N_QUANT_Q4_0 ? extra : 0));
+      }
+      double diff = fabs ((double) y[(gsize) t * rows + r] - y_dots[(gsize) t * rows + r]);
+      worst = fmax (worst, isnan (diff) ? INFINITY : diff / (terms + 1e-30));
+    }
+  }
+  check (worst <= allowed, "%s GEMM vs dot products %dx%d n=%d (%s, %d threads): max |dy| / sum|terms| %.2g (<= %.2g)",
+         g3n_quant_type_name (type), rows, cols, n, g3n_qdot_isa (), g3n_kernels_threads (), worst, allowed);
+  g3n_q8_rows_clear (&a);
+  g_free (codes), g_free (buf), g_free (w), g_free (wf), g_free (x), g_free (y), g_free (y_dots);
+  g_rand_free (rand);
+}
+
+
+/* Weights code·2^e and activations q·2^f with one full-scale value per block (scales exactly 2^e, 2^f),
+ * e, f ∈ {0, 1}: every product and partial sum is an integer below 2^24 (≤ 64 blocks of ≤ 27940·4), so
+ * every path must return the exact Σ w·x. */
+static void
+test_gemm_exact (G3nQuantType type, int rows, int cols, int n)
+{
+  g_assert (g3n_quant_blocks (cols) <= 64);
+  GRand *rand = g_rand_new_with_seed ((guint32) (rows * 3 + cols + n * 13 + type));
+  float *wf = g_new (float, (gsize) rows * cols), *x = g_new (float, (gsize) n * cols);
+  float *y = g_new (float, (gsize) n * rows), *y_dots = g_new (float, (gsize) n * rows);
+  guint16 *w = g_new (guint16, (gsize) rows * cols);
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      int e = (r + c / G3N_QBLOCK) % 2, code;
+      if (c % G3N_QBLOCK == 0) /* the block's extreme: sets its scale to 2^e */
+        code = type == G3N_QUANT_Q8_0 ? (r % 2 ? 127 : -127) : -8;
+      else
+        code = type == G3N_QUANT_Q8_0 ? g_rand_int_range (rand, -127, 128) : g_rand_int_range (rand, -7, 8);
+      gsize i = (gsize) r * cols + c;
+      w[i] = to_bf16 ((float) ldexp (code, e));
+      g3n_to_f32 (G3N_DTYPE_BF16, &w[i], &wf[i], 1);
+    }
+  for (int t = 0; t < n; t++)
+    for (int c = 0; c < cols; c++) {
+      int f = (t + c / G3N_QBLOCK + 1) % 2, m = MIN (G3N_QBLOCK, cols - c / G3N_QBLOCK * G3N_QBLOCK);
+      int q = c % G3N_QBLOCK == t % m ? (t % 3 ? 127 : -127) : g_rand_int_range (rand, -3, 4);
+      x[(gsize) t * cols + c] = (float) ldexp (q, f);
+    }
+  G3nMatrix m = { .data = w, .dtype = G3N_DTYPE_BF16, .rows = rows, .cols = cols }, qm;
+  gpointer buf = g3n_matrix_quantize (&m, type, &qm);
+  g3n_quant_gemm (&qm, x, n, y);
+  g3n_matmul_quant_dots (&qm, x, n, y_dots);
+  int wrong = 0;
+  for (int t = 0; t < n; t++)
+    for (int r = 0; r < rows; r++) {
+      double exact = 0;
+      for (int c = 0; c < cols; c++)
+        exact += (double) wf[(gsize) r * cols + c] * x[(gsize) t * cols + c];
+      wrong += y[(gsize) t * rows + r] != exact || y_dots[(gsize) t * rows + r] != exact;
+    }
+  check (wrong == 0, "%s GEMM and dot products %dx%d n=%d on exact operands (%s, %d threads): %d of %d outputs "
+         "differ from the exact sum", g3n_quant_type_name (type), rows, cols, n, g3n_qdot_isa (),
+         g3n_kernels_threads (), wrong, rows * n);
+  g_free (buf), g_free (w), g_free (wf), g_free (x), g_free (y), g_free (y_dots);
+  g_rand_free (rand);
+}
+
 /* ------------------------------------------------------------------------------ the decoder */
 
 /* The tiny fixtures have random weights and no redundancy: they amplify any weight change enormously.
@@ -307,6 +460,20 @@ main (void)
    * tokens), a prefill (threads split rows) */
   const int shapes[][3] = { { 1, 32, 1 }, { 7, 80, 1 }, { 33, 1000, 1 }, { 300, 544, 1 }, { 64, 96, 5 },
                             { 17, 80, 9 }, { 513, 256, 17 }, { 40, 2048, 3 } };
+  const int q8_shapes[][2] = { { 1, 32 }, { 3, 80 }, { 9, 2048 }, { 5, 1 }, { 2, 47 } };
+  for (guint s = 0; s < G_N_ELEMENTS (q8_shapes); s++)
+    test_q8_rows (q8_shapes[s][0], q8_shapes[s][1]);
+  /* GEMM tiles: rows off the 32/16/4-row tiles, partial last blocks, K blocks of 16 (544: 16 + 1 blocks),
+   * tokens off the 6/3/4-token tiles, threads splitting tokens (few rows) and several token chunks (300) */
+  const int gemm_shapes[][3] = { { 1, 32, 8 }, { 33, 80, 8 }, { 100, 1000, 9 }, { 47, 96, 17 }, { 257, 544, 64 },
+                                 { 70, 2048, 100 }, { 129, 200, 300 }, { 40, 2048, 300 }, { 31, 33, 13 },
+                                 { 300, 4096, 20 } };
+  for (guint t = 0; t < G_N_ELEMENTS (types); t++)
+    for (guint s = 0; s < G_N_ELEMENTS (gemm_shapes); s++) {
+      test_gemm_vs_dots (types[t], gemm_shapes[s][0], gemm_shapes[s][1], gemm_shapes[s][2]);
+      if (g3n_quant_blocks (gemm_shapes[s][1]) <= 64)
+        test_gemm_exact (types[t], gemm_shapes[s][0], gemm_shapes[s][1], gemm_shapes[s][2]);
+    }
   for (guint t = 0; t < G_N_ELEMENTS (types); t++) {
     test_round_trip (types[t], 50, 80);
     test_round_trip (types[t], 20, 2048);

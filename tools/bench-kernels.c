@@ -2,6 +2,7 @@
  *
  *   bench-kernels [ROWS COLS [TOKENS [SECONDS]]]     (default 2048 8192 64 1)
  *   bench-kernels gemm [TOKENS [SECONDS]]            (default 512 1)
+ *   bench-kernels qgemm [TOKENS [SECONDS]]           (default 256 and 512, 1)
  *
  * For BF16, Q8_0 and Q4_0 copies of one random matrix, on 1 and 2 threads: ns per GEMV call and the weight
  * bytes streamed per second (the figure that bounds decode speed), then the same for a TOKENS-row product
@@ -14,8 +15,16 @@
  * fp32 in blocks, OpenBLAS sgemm; G3N_GEMM=blas), our blocked kernels (exact fp32), and the opt-in BF16
  * activations (vdpbf16ps where the CPU has AVX512_BF16), with the fast path's largest deviation from the
  * exact one relative to the largest |y|.
+ *
+ * `qgemm` compares the prefill paths on Q8_0 and Q4_0 weights of E2B's shapes ([2048 x 2048] attention,
+ * [8192 x 2048] gate/up, [2048 x 8192] down) times TOKENS activation rows, on 1 and 2 threads: the dot
+ * products per token (the former path, G3N_QGEMM=dots) against the blocked integer GEMM, with BF16 weights
+ * on the float GEMM for reference. GOP/s counts 2·rows·cols·tokens per call; each figure is the fastest
+ * call seen in SECONDS (other work on the machine only slows calls down), and dev is the largest
+ * |y_gemm − y_dots| relative to the largest |y|.
  */
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -104,6 +113,80 @@ bench_gemm (int tokens, double budget)
   return 0;
 }
 
+
+/* The fastest of the calls made in `budget` seconds (after a warm-up call): on a shared machine the best
+ * call is the one least disturbed. */
+static double
+best_call (void (*fn) (const G3nMatrix *, const float *, int, float *), const G3nMatrix *m, const float *x, int n,
+           float *y, double budget)
+{
+  fn (m, x, n, y);
+  double best = G_MAXDOUBLE, start = seconds ();
+  do {
+    double t0 = seconds ();
+    fn (m, x, n, y);
+    best = MIN (best, seconds () - t0);
+  } while (seconds () - start < budget);
+  return best;
+}
+
+static int
+bench_qgemm (const int *token_counts, int n_counts, double budget)
+{
+  const int shapes[][2] = { { 2048, 2048 }, { 8192, 2048 }, { 2048, 8192 } };
+  const G3nQuantType types[] = { G3N_QUANT_Q8_0, G3N_QUANT_Q4_0 };
+  GRand *rand = g_rand_new_with_seed (13);
+  printf ("# quantised prefill: dot products per token vs blocked GEMM, isa %s; GOP/s (best call), ms\n",
+          g3n_qdot_isa ());
+  printf ("%-11s %4s %-5s %3s %9s %9s %9s %9s %7s %9s %9s\n", "shape", "tok", "type", "thr", "dots", "gemm", "dots ms",
+          "gemm ms", "speedup", "bf16 gemm", "dev");
+  for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
+    int rows = shapes[s][0], cols = shapes[s][1];
+    gsize count = (gsize) rows * cols;
+    guint16 *w = random_bf16 (rand, count);
+    G3nMatrix bf16 = { .data = w, .dtype = G3N_DTYPE_BF16, .rows = rows, .cols = cols }, q[2];
+    gpointer bufs[2];
+    for (int k = 0; k < 2; k++)
+      bufs[k] = g3n_matrix_quantize (&bf16, types[k], &q[k]);
+    for (int c = 0; c < n_counts; c++) {
+      int tokens = token_counts[c];
+      float *x = g_new (float, (gsize) tokens * cols);
+      float *y = g_new (float, (gsize) tokens * rows), *y_dots = g_new (float, (gsize) tokens * rows);
+      for (gsize i = 0; i < (gsize) tokens * cols; i++)
+        x[i] = (float) g_rand_double_range (rand, -1, 1);
+      double ops = 2.0 * count * tokens;
+      for (int k = 0; k < 2; k++)
+        for (int threads = 1; threads <= 2; threads++) {
+          g3n_kernels_set_threads (threads);
+          double dots = best_call (g3n_matmul_quant_dots, &q[k], x, tokens, y_dots, budget);
+          double gemm = best_call (g3n_quant_gemm, &q[k], x, tokens, y, budget);
+          double ref = k == 0 ? best_call (g3n_matmul, &bf16, x, tokens, y, budget) : 0;
+          if (k == 0) /* y now holds the BF16 result: the GEMM's once more */
+            g3n_quant_gemm (&q[k], x, tokens, y);
+          double dev = 0, top = 0;
+          for (gsize i = 0; i < (gsize) tokens * rows; i++) {
+            dev = MAX (dev, fabs ((double) y[i] - y_dots[i]));
+            top = MAX (top, fabs ((double) y_dots[i]));
+          }
+          char shape[32], ref_s[16] = "";
+          g_snprintf (shape, sizeof shape, "%dx%d", rows, cols);
+          if (k == 0)
+            g_snprintf (ref_s, sizeof ref_s, "%.1f", ops / ref / 1e9);
+          printf ("%-11s %4d %-5s %3d %9.1f %9.1f %9.2f %9.2f %6.2fx %9s %9.1e\n", shape, tokens,
+                  g3n_quant_type_name (types[k]), threads, ops / dots / 1e9, ops / gemm / 1e9, dots * 1e3, gemm * 1e3,
+                  dots / gemm, ref_s, dev / top);
+          fflush (stdout);
+        }
+      g_free (x), g_free (y), g_free (y_dots);
+    }
+    for (int k = 0; k < 2; k++)
+      g_free (bufs[k]);
+    g_free (w);
+  }
+  g_rand_free (rand);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -116,6 +199,18 @@ main (int argc, char **argv)
       return 2;
     }
     return bench_gemm (tokens, budget);
+  }
+  if (argc > 1 && g_str_equal (argv[1], "qgemm")) {
+    g3n_kernels_set_threads (2); /* the pool is sized at first use */
+    int counts[2] = { 256, 512 }, n_counts = 2;
+    if (argc > 2)
+      counts[0] = atoi (argv[2]), n_counts = 1;
+    double budget = argc > 3 ? atof (argv[3]) : 1.0;
+    if (counts[0] < 1 || budget <= 0) {
+      fprintf (stderr, "usage: bench-kernels qgemm [TOKENS [SECONDS]]\n");
+      return 2;
+    }
+    return bench_qgemm (counts, n_counts, budget);
   }
   int rows = argc > 2 ? atoi (argv[1]) : 2048, cols = argc > 2 ? atoi (argv[2]) : 8192;
   int tokens = argc > 3 ? atoi (argv[3]) : 64;

@@ -6,9 +6,12 @@
  *    fit the int16 pair sums because codes stay within ±127); Q4_0 codes are already unsigned;
  *  - AVX-512 VNNI: vpdpbusd sums four u8·s8 products straight into int32, two blocks per 512-bit register.
  * Q4_0 codes carry a +8 offset, removed per block as 8·d_w·(d_x·Σx) (the activation's `s`).
+ * The activation rows are quantised here too, per ISA, bit for bit alike (q8row_*).
  * The ISA follows g3n_kernels_isa() (G3N_KERNEL), with AVX-512 machines lacking VNNI using AVX2 here.
  */
 #include "quant.h"
+
+#include <math.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -46,6 +49,32 @@ q4_portable (const void *w, const guint16 *wd, const gint8 *xq, const float *xd,
     s += dw * xd[k] * (float) sum - 8.0f * dw * xs[k];
   }
   return s;
+}
+
+/* Activation rows (G3nQ8Rows): per block d = max|x| / 127 and codes rounded half away from zero. */
+static void
+q8row_portable (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum)
+{
+  for (int b = 0; b < g3n_quant_blocks (cols); b++) {
+    const float *v = x + b * G3N_QBLOCK;
+    int m = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK);
+    gint8 *qb = q + b * G3N_QBLOCK;
+    float amax = 0;
+    for (int i = 0; i < m; i++)
+      amax = fmaxf (amax, fabsf (v[i]));
+    float db = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0;
+    int sum = 0;
+    for (int i = 0; i < G3N_QBLOCK; i++) {
+      int c = i < m ? (int) (v[i] * id + (v[i] >= 0 ? 0.5f : -0.5f)) : 0;
+      qb[i] = (gint8) CLAMP (c, -127, 127);
+      sum += qb[i];
+    }
+    d[b] = db;
+    if (s)
+      s[b] = db * (float) sum;
+    if (qsum)
+      qsum[b] = sum;
+  }
 }
 
 float
@@ -173,6 +202,54 @@ q4_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, con
   return hsum256 (_mm256_add_ps (acc[0], acc[1])) - 8.0f * corr;
 }
 
+
+/* The portable quantiser's arithmetic lane by lane: the same max, the same divisions (scalar, once per
+ * block), x·id then ± 0.5 rounded separately (an opaque register stops GCC from fusing them into an FMA,
+ * which would round once and move some codes), truncation, and the same clamp. x86 converts NaN to
+ * INT_MIN in both, which clamps to -127. */
+#define NO_FUSE(v) __asm__ ("" : "+x" (v))
+
+__attribute__ ((target ("avx2,fma"))) static void
+q8row_avx2 (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum)
+{
+  const __m256 absmask = _mm256_castsi256_ps (_mm256_set1_epi32 (0x7fffffff)), zero = _mm256_setzero_ps ();
+  const __m256i lo = _mm256_set1_epi32 (-127), hi = _mm256_set1_epi32 (127);
+  const __m256i order = _mm256_setr_epi32 (0, 4, 1, 5, 2, 6, 3, 7);
+  for (int b = 0; b < g3n_quant_blocks (cols); b++) {
+    int m = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK);
+    __m256 v[4], amax = zero;
+    for (int i = 0; i < 4; i++) {
+      __m256i in = _mm256_cmpgt_epi32 (_mm256_set1_epi32 (m - 8 * i), _mm256_setr_epi32 (0, 1, 2, 3, 4, 5, 6, 7));
+      v[i] = _mm256_maskload_ps (x + b * G3N_QBLOCK + 8 * i, in);
+      amax = _mm256_max_ps (_mm256_and_ps (v[i], absmask), amax); /* NaN lanes keep amax, as fmaxf */
+    }
+    __m128 a4 = _mm_max_ps (_mm256_castps256_ps128 (amax), _mm256_extractf128_ps (amax, 1));
+    a4 = _mm_max_ps (a4, _mm_movehl_ps (a4, a4));
+    float am = _mm_cvtss_f32 (_mm_max_ss (a4, _mm_movehdup_ps (a4)));
+    float db = am / 127.0f, id = am > 0 ? 127.0f / am : 0;
+    __m256i c[4], sum = _mm256_setzero_si256 ();
+    for (int i = 0; i < 4; i++) {
+      __m256 p = _mm256_mul_ps (v[i], _mm256_set1_ps (id));
+      NO_FUSE (p);
+      __m256 half = _mm256_blendv_ps (_mm256_set1_ps (-0.5f), _mm256_set1_ps (0.5f),
+                                      _mm256_cmp_ps (v[i], zero, _CMP_GE_OQ));
+      c[i] = _mm256_min_epi32 (_mm256_max_epi32 (_mm256_cvttps_epi32 (_mm256_add_ps (p, half)), lo), hi);
+      sum = _mm256_add_epi32 (sum, c[i]);
+    }
+    /* int32 → int8 (no saturation: already within ±127), back in element order */
+    __m256i bytes = _mm256_packs_epi16 (_mm256_packs_epi32 (c[0], c[1]), _mm256_packs_epi32 (c[2], c[3]));
+    _mm256_storeu_si256 ((__m256i *) (q + b * G3N_QBLOCK), _mm256_permutevar8x32_epi32 (bytes, order));
+    __m128i s4 = _mm_add_epi32 (_mm256_castsi256_si128 (sum), _mm256_extracti128_si256 (sum, 1));
+    s4 = _mm_add_epi32 (s4, _mm_shuffle_epi32 (s4, 0x4e));
+    int total = _mm_cvtsi128_si32 (_mm_add_epi32 (s4, _mm_shuffle_epi32 (s4, 0xb1)));
+    d[b] = db;
+    if (s)
+      s[b] = db * (float) total;
+    if (qsum)
+      qsum[b] = total;
+  }
+}
+
 /* ------------------------------------------------------------------------------- AVX-512 VNNI */
 
 #define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq"
@@ -242,6 +319,41 @@ q4_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, con
   }
   return _mm512_reduce_add_ps (_mm512_add_ps (acc[0], acc[1])) - 8.0f * _mm512_reduce_add_ps (corr);
 }
+
+/* The AVX2 quantiser's steps on 16 lanes, with masked loads for a partial last block. */
+__attribute__ ((target (VNNI_TARGET))) static void
+q8row_avx512 (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum)
+{
+  const __m512 zero = _mm512_setzero_ps ();
+  const __m512i lo = _mm512_set1_epi32 (-127), hi = _mm512_set1_epi32 (127);
+  for (int b = 0; b < g3n_quant_blocks (cols); b++) {
+    int m = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK);
+    __mmask16 k0 = (__mmask16) ((1u << MIN (m, 16)) - 1), k1 = (__mmask16) ((1u << MAX (m - 16, 0)) - 1);
+    __m512 v0 = _mm512_maskz_loadu_ps (k0, x + b * G3N_QBLOCK);
+    __m512 v1 = _mm512_maskz_loadu_ps (k1, x + b * G3N_QBLOCK + 16);
+    /* NaN lanes keep the running max, as fmaxf */
+    __m512 amax = _mm512_max_ps (_mm512_abs_ps (v1), _mm512_max_ps (_mm512_abs_ps (v0), zero));
+    float am = _mm512_reduce_max_ps (amax);
+    float db = am / 127.0f, id = am > 0 ? 127.0f / am : 0;
+    __m512i c[2];
+    for (int i = 0; i < 2; i++) {
+      __m512 v = i ? v1 : v0;
+      __m512 p = _mm512_mul_ps (v, _mm512_set1_ps (id));
+      NO_FUSE (p);
+      __m512 half = _mm512_mask_blend_ps (_mm512_cmp_ps_mask (v, zero, _CMP_GE_OQ), _mm512_set1_ps (-0.5f),
+                                          _mm512_set1_ps (0.5f));
+      c[i] = _mm512_min_epi32 (_mm512_max_epi32 (_mm512_cvttps_epi32 (_mm512_add_ps (p, half)), lo), hi);
+    }
+    _mm_storeu_si128 ((__m128i *) (q + b * G3N_QBLOCK), _mm512_cvtepi32_epi8 (c[0]));
+    _mm_storeu_si128 ((__m128i *) (q + b * G3N_QBLOCK + 16), _mm512_cvtepi32_epi8 (c[1]));
+    int total = _mm512_reduce_add_epi32 (_mm512_add_epi32 (c[0], c[1]));
+    d[b] = db;
+    if (s)
+      s[b] = db * (float) total;
+    if (qsum)
+      qsum[b] = total;
+  }
+}
 #endif
 
 /* ------------------------------------------------------------------------------ dispatch */
@@ -250,12 +362,14 @@ typedef struct {
   const char *name;
   G3nQDotFn q8, q4;
   G3nQAxpyFn axpy8, axpy4; /* memory-bound widen-and-FMA: AVX2 serves AVX-512 machines too */
+  G3nQ8RowFn q8row;
 } QDotTable;
 
-static const QDotTable portable_table = { "portable", q8_portable, q4_portable, axpy_q8_portable, axpy_q4_portable };
+static const QDotTable portable_table = { "portable", q8_portable, q4_portable, axpy_q8_portable, axpy_q4_portable,
+                                          q8row_portable };
 #ifdef G3N_X86
-static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2, axpy_q8_avx2, axpy_q4_avx2 };
-static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, axpy_q8_avx2, axpy_q4_avx2 };
+static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2, axpy_q8_avx2, axpy_q4_avx2, q8row_avx2 };
+static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, axpy_q8_avx2, axpy_q4_avx2, q8row_avx512 };
 #endif
 
 static gpointer
@@ -298,4 +412,10 @@ G3nQAxpyFn
 g3n_qaxpy_kernel (G3nQuantType type)
 {
   return type == G3N_QUANT_Q4_0 ? table ()->axpy4 : table ()->axpy8;
+}
+
+G3nQ8RowFn
+g3n_q8_row_kernel (void)
+{
+  return table ()->q8row;
 }

@@ -7,7 +7,8 @@
  * element i + 16 in its high nibble: one mask and one shift unpack a block in natural order.
  *
  * Products quantise the activation rows to int8 blocks too and sum integer products per block, so the
- * kernels (quant-dot.c) compute exactly the same block sums on every ISA; only the fp32 sum of the scaled
+ * kernels compute exactly the same block sums on every ISA and path: dot products per token (quant-dot.c)
+ * for decode and few tokens, a blocked GEMM (quant-gemm.c) for prefill; only the fp32 sum of the scaled
  * block results differs in order. The formats follow the widely used GGML block layouts in size, not in code.
  */
 #include "quant.h"
@@ -250,29 +251,15 @@ void
 g3n_q8_rows_init (G3nQ8Rows *a, const float *x, int n, int cols)
 {
   int nb = g3n_quant_blocks (cols);
+  G3nQ8RowFn row = g3n_q8_row_kernel ();
   a->nb = nb;
   a->q = g_malloc ((gsize) n * nb * G3N_QBLOCK + 64);
   a->d = g_new (float, (gsize) n * nb);
   a->s = g_new (float, (gsize) n * nb);
-  for (int t = 0; t < n; t++)
-    for (int b = 0; b < nb; b++) {
-      const float *v = x + (gsize) t * cols + b * G3N_QBLOCK;
-      int m = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK);
-      gint8 *q = a->q + ((gsize) t * nb + b) * G3N_QBLOCK;
-      float amax = 0;
-      for (int i = 0; i < m; i++)
-        amax = fmaxf (amax, fabsf (v[i]));
-      float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0;
-      int sum = 0;
-      for (int i = 0; i < G3N_QBLOCK; i++) {
-        /* round half away from zero: vectorises, unlike lrintf */
-        int c = i < m ? (int) (v[i] * id + (v[i] >= 0 ? 0.5f : -0.5f)) : 0;
-        q[i] = (gint8) CLAMP (c, -127, 127);
-        sum += q[i];
-      }
-      a->d[(gsize) t * nb + b] = d;
-      a->s[(gsize) t * nb + b] = d * (float) sum;
-    }
+  for (int t = 0; t < n; t++) {
+    gsize at = (gsize) t * nb;
+    row (x + (gsize) t * cols, cols, a->q + at * G3N_QBLOCK, a->d + at, a->s + at, NULL);
+  }
 }
 
 void
@@ -405,12 +392,8 @@ g3n_matmul_quant_rows (const G3nMatrix *m, const float *x, const int *rows, int 
 }
 
 void
-g3n_matmul_quant (const G3nMatrix *m, const float *x, int n, float *y)
+g3n_matmul_quant_dots (const G3nMatrix *m, const float *x, int n, float *y)
 {
-  if (m->by_input) {
-    matmul_by_input (m, x, n, y);
-    return;
-  }
   G3nQ8Rows a;
   g3n_q8_rows_init (&a, x, n, m->cols);
   QJob j = { m, &a, g3n_qdot_kernel (m->quant), g3n_quant_row_bytes (m->quant, m->cols), n, y };
@@ -422,4 +405,24 @@ g3n_matmul_quant (const G3nMatrix *m, const float *x, int n, float *y)
   else
     g3n_parallel_for (n, 1, q_tokens, &j);
   g3n_q8_rows_clear (&a);
+}
+
+/* G3N_QGEMM=dots: the dot products for every n (comparisons of whole runs). */
+static gpointer
+read_gemm_setting (gpointer unused)
+{
+  const char *e = g_getenv ("G3N_QGEMM");
+  return GINT_TO_POINTER (!(e && g_str_equal (e, "dots")));
+}
+
+void
+g3n_matmul_quant (const G3nMatrix *m, const float *x, int n, float *y)
+{
+  static GOnce once = G_ONCE_INIT;
+  if (m->by_input)
+    matmul_by_input (m, x, n, y);
+  else if (n >= G3N_QGEMM_MIN_TOKENS && GPOINTER_TO_INT (g_once (&once, read_gemm_setting, NULL)))
+    g3n_quant_gemm (m, x, n, y);
+  else
+    g3n_matmul_quant_dots (m, x, n, y);
 }

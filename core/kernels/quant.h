@@ -19,6 +19,13 @@ typedef struct {
 void g3n_q8_rows_init (G3nQ8Rows *a, const float *x, int n, int cols);
 void g3n_q8_rows_clear (G3nQ8Rows *a);
 
+/* One activation row of `cols` values quantised as above: nb = g3n_quant_blocks (cols) blocks of codes q
+ * (zero-padded to nb·G3N_QBLOCK), scales d and s; qsum, if not NULL, gets each block's Σq. The SIMD versions
+ * give bit for bit the codes and scales of the portable one: the integer kernels of every path then see the
+ * same numbers. */
+typedef void (*G3nQ8RowFn) (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum);
+G3nQ8RowFn g3n_q8_row_kernel (void);
+
 /* One weight row (codes w, fp16 scales wd) · one quantised activation row, over nb blocks. */
 typedef float (*G3nQDotFn) (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs,
                             int nb);
@@ -34,8 +41,15 @@ float g3n_quant_weight (G3nQuantType type, const void *w, const guint16 *wd, int
 /* "vnni", "avx2" or "portable": which integer kernels that is (AVX-512 without VNNI uses the AVX2 ones). */
 const char *g3n_qdot_isa (void);
 
-/* y[n, m->rows] = x · mᵀ for a quantised m (g3n_matmul hands these over). */
+/* y[n, m->rows] = x · mᵀ for a quantised m (g3n_matmul hands these over): the blocked GEMM for
+ * G3N_QGEMM_MIN_TOKENS tokens or more on row-major storage, dot products per token otherwise. */
 void g3n_matmul_quant (const G3nMatrix *m, const float *x, int n, float *y);
+#define G3N_QGEMM_MIN_TOKENS 8
+/* The two paths themselves, for any n ≥ 1 and row-major (not by_input) m; tests and benchmarks compare them.
+ * They form the same integer block sums; only the fp32 sum of the scaled blocks differs in order. The
+ * environment variable G3N_QGEMM=dots makes g3n_matmul_quant use the dot products for every n. */
+void g3n_quant_gemm (const G3nMatrix *m, const float *x, int n, float *y);
+void g3n_matmul_quant_dots (const G3nMatrix *m, const float *x, int n, float *y);
 /* One token times the listed rows of a quantised m (see g3n_matmul_rows). */
 void g3n_matmul_quant_rows (const G3nMatrix *m, const float *x, const int *rows, int n_rows, float *y);
 /* Row r of a quantised matrix as fp32. */
