@@ -294,6 +294,19 @@ q8_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, con
   return _mm512_reduce_add_ps (_mm512_add_ps (acc[0], acc[1]));
 }
 
+/* Lanes 4j..4j+3 get s[p + j]: the scales of four blocks, one per 128-bit lane. */
+__attribute__ ((target (VNNI_TARGET))) static inline __m512
+quad_scales (__m512 s, int p)
+{
+  const __m512i quad = _mm512_set_epi32 (3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps (_mm512_add_epi32 (quad, _mm512_set1_epi32 (p)), s);
+}
+
+/* Activations in nibble order (g3n_q8_rows_nibble_order): a 64-byte load holds four blocks' codes, whose
+ * low nibbles are the blocks' first halves lane by lane and high nibbles their second halves, matching the
+ * two 64-byte halves of the activations' group: two vpdpbusd per four blocks, no shuffles (twice the blocks
+ * per instruction of the natural-order pairs, which need an insert and a permute). Leftover blocks after
+ * the last whole group of four are in natural order and go in pairs. */
 __attribute__ ((target (VNNI_TARGET))) static float
 q4_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
 {
@@ -303,18 +316,26 @@ q4_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, con
   const __m512i order = _mm512_set_epi64 (7, 6, 3, 2, 5, 4, 1, 0);
   __m512 acc[2] = { _mm512_setzero_ps (), _mm512_setzero_ps () }, corr = _mm512_setzero_ps ();
   for (int k0 = 0; k0 < nb; k0 += 16) {
-    int m = MIN (16, nb - k0);
+    int m = MIN (16, nb - k0), p = 0;
     __m512 dw;
     __m512 s = block_scales (wd, xd, k0, m, &dw);
     corr = _mm512_fmadd_ps (dw, _mm512_maskz_loadu_ps ((__mmask16) ((1u << m) - 1), xs + k0), corr);
-    for (int p = 0; p < m; p += 2) {
+    for (; p + 4 <= m; p += 4) {
+      __m512i v = _mm512_loadu_si512 (q + (gsize) (k0 + p) * G3N_QBLOCK / 2);
+      const gint8 *xp = xq + (gsize) (k0 + p) * G3N_QBLOCK;
+      __m512i lo = _mm512_and_si512 (v, low4), hi = _mm512_and_si512 (_mm512_srli_epi16 (v, 4), low4);
+      __m512i dot = _mm512_dpbusd_epi32 (zero, lo, _mm512_loadu_si512 (xp));
+      dot = _mm512_dpbusd_epi32 (dot, hi, _mm512_loadu_si512 (xp + 64));
+      acc[(p >> 2) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), quad_scales (s, p), acc[(p >> 2) & 1]);
+    }
+    for (; p < m; p += 2) {
       gboolean two = p + 2 <= m;
       __m256i v = _mm256_maskz_loadu_epi8 (two ? 0xffffffffu : 0xffffu, q + (gsize) (k0 + p) * G3N_QBLOCK / 2);
       __m512i xv = _mm512_maskz_loadu_epi8 (two ? ~(__mmask64) 0 : 0xffffffffull, xq + (gsize) (k0 + p) * G3N_QBLOCK);
       __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (v), _mm256_srli_epi16 (v, 4), 1);
       codes = _mm512_permutexvar_epi64 (order, _mm512_and_si512 (codes, low4));
       __m512i dot = _mm512_dpbusd_epi32 (zero, codes, xv);
-      acc[(p >> 1) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), pair_scales (s, p), acc[(p >> 1) & 1]);
+      acc[0] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), pair_scales (s, p), acc[0]);
     }
   }
   return _mm512_reduce_add_ps (_mm512_add_ps (acc[0], acc[1])) - 8.0f * _mm512_reduce_add_ps (corr);
@@ -363,13 +384,14 @@ typedef struct {
   G3nQDotFn q8, q4;
   G3nQAxpyFn axpy8, axpy4; /* memory-bound widen-and-FMA: AVX2 serves AVX-512 machines too */
   G3nQ8RowFn q8row;
+  gboolean q4_nibble_order; /* q4 reads activations in nibble order (g3n_q8_rows_nibble_order) */
 } QDotTable;
 
 static const QDotTable portable_table = { "portable", q8_portable, q4_portable, axpy_q8_portable, axpy_q4_portable,
-                                          q8row_portable };
+                                          q8row_portable, FALSE };
 #ifdef G3N_X86
-static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2, axpy_q8_avx2, axpy_q4_avx2, q8row_avx2 };
-static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, axpy_q8_avx2, axpy_q4_avx2, q8row_avx512 };
+static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2, axpy_q8_avx2, axpy_q4_avx2, q8row_avx2, FALSE };
+static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, axpy_q8_avx2, axpy_q4_avx2, q8row_avx512, TRUE };
 #endif
 
 static gpointer
@@ -406,6 +428,12 @@ G3nQDotFn
 g3n_qdot_kernel (G3nQuantType type)
 {
   return type == G3N_QUANT_Q4_0 ? table ()->q4 : table ()->q8;
+}
+
+gboolean
+g3n_qdot_nibble_order (G3nQuantType type)
+{
+  return type == G3N_QUANT_Q4_0 && table ()->q4_nibble_order;
 }
 
 G3nQAxpyFn

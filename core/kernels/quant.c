@@ -379,10 +379,35 @@ q_selected (int begin, int end, gpointer data)
 }
 
 void
+g3n_q8_rows_nibble_order (G3nQ8Rows *a, int n)
+{
+  const int half = G3N_QBLOCK / 2;
+  gint8 group[4 * G3N_QBLOCK];
+  for (int t = 0; t < n; t++)
+    for (int g = 0; g + 4 <= a->nb; g += 4) {
+      gint8 *q = a->q + ((gsize) t * a->nb + g) * G3N_QBLOCK;
+      for (int j = 0; j < 4; j++) {
+        memcpy (group + j * half, q + j * G3N_QBLOCK, half);
+        memcpy (group + 4 * half + j * half, q + j * G3N_QBLOCK + half, half);
+      }
+      memcpy (q, group, sizeof group);
+    }
+}
+
+/* The activations quantised for the dot kernels of m's type, in the order they read them. */
+static void
+quantize_for_dots (G3nQ8Rows *a, const G3nMatrix *m, const float *x, int n)
+{
+  g3n_q8_rows_init (a, x, n, m->cols);
+  if (g3n_qdot_nibble_order (m->quant))
+    g3n_q8_rows_nibble_order (a, n);
+}
+
+void
 g3n_matmul_quant_rows (const G3nMatrix *m, const float *x, const int *rows, int n_rows, float *y)
 {
   G3nQ8Rows a;
-  g3n_q8_rows_init (&a, x, 1, m->cols);
+  quantize_for_dots (&a, m, x, 1);
   float *scratch = g_new (float, m->rows);
   QJob q = { m, &a, g3n_qdot_kernel (m->quant), g3n_quant_row_bytes (m->quant, m->cols), 1, scratch };
   QRowsJob j = { &q, rows, y };
@@ -395,7 +420,7 @@ void
 g3n_matmul_quant_dots (const G3nMatrix *m, const float *x, int n, float *y)
 {
   G3nQ8Rows a;
-  g3n_q8_rows_init (&a, x, n, m->cols);
+  quantize_for_dots (&a, m, x, n);
   QJob j = { m, &a, g3n_qdot_kernel (m->quant), g3n_quant_row_bytes (m->quant, m->cols), n, y };
   int blocks = (m->rows + QROWS - 1) / QROWS;
   if (n == 1) /* as the float GEMV: ~64K weights a thread at least */

@@ -35,6 +35,11 @@ typedef void (*G3nQAxpyFn) (float a, const void *w, const guint16 *wd, int b0, i
 
 /* The kernel for `type` on the instruction set the kernels chose (g3n_kernels_isa, G3N_KERNEL). */
 G3nQDotFn g3n_qdot_kernel (G3nQuantType type);
+/* Whether that kernel wants the activation codes in nibble order: per whole group of four blocks, the
+ * four first halves (16 codes each) then the four second halves — the order of a Q4_0 group's low and high
+ * nibbles. Blocks after the last whole group stay in natural order. */
+gboolean g3n_qdot_nibble_order (G3nQuantType type);
+void g3n_q8_rows_nibble_order (G3nQ8Rows *a, int n);
 G3nQAxpyFn g3n_qaxpy_kernel (G3nQuantType type);
 /* Weight (codes and scale) of block element k, for scalar tails. */
 float g3n_quant_weight (G3nQuantType type, const void *w, const guint16 *wd, int k);
