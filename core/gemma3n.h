@@ -88,6 +88,10 @@ gboolean g3n_model_quantize (G3nModel *model, G3nQuantType type, GError **error)
 G3nQuantType g3n_model_quant_type (const G3nModel *model);
 /* Bytes of weights the text decoder's matrices (LM head included) occupy in their current storage. */
 gsize g3n_model_text_weight_bytes (const G3nModel *model);
+/* Of those, the bytes one generated token reads: in the activation-sparse layers only the non-zero
+ * activations' rows of up_proj and down_proj (their expected share, 1 - sparsity) — what bounds decode
+ * speed at a given memory bandwidth. Per-layer embedding rows and the KV cache are not counted. */
+gsize g3n_model_decode_bytes_per_token (const G3nModel *model);
 
 /* A quantised-weights file (core/quant-file.c) keeps what g3n_model_quantize computes, so later start-ups
  * map it instead of converting again (E2B: seconds instead of ~8 s on 2 threads). It is a safetensors file:

@@ -504,3 +504,17 @@ g3n_model_text_weight_bytes (const G3nModel *m)
   g_array_unref (list);
   return total;
 }
+
+gsize
+g3n_model_decode_bytes_per_token (const G3nModel *m)
+{
+  const G3nTextConfig *c = &m->config->text;
+  double total = (double) g3n_model_text_weight_bytes (m);
+  for (int l = 0; l < c->num_hidden_layers; l++) {
+    const G3nTextLayer *layer = &m->text.layers[l];
+    if (c->activation_sparsity[l] > 0) /* see mlp() in text-decoder.c */
+      total -= c->activation_sparsity[l]
+               * (double) (g3n_matrix_bytes (&layer->up_proj) + g3n_matrix_bytes (&layer->down_proj));
+  }
+  return (gsize) total;
+}
