@@ -28,9 +28,9 @@ command (G3nSession *session, const char *line, GError **error)
 
 static gboolean
 run_chat (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, int n_new, int n_ctx,
-          const G3nSamplerParams *sp, GError **error)
+          G3nKvType kv_type, const G3nSamplerParams *sp, GError **error)
 {
-  G3nSession *session = g3n_cli_open_session (model, tok, dir, system, n_ctx, error);
+  G3nSession *session = g3n_cli_open_session (model, tok, dir, system, n_ctx, kv_type, error);
   if (!session)
     return FALSE;
   G3nSampler *sampler = g3n_sampler_new (sp);
@@ -70,7 +70,7 @@ int
 g3n_cli_chat (int argc, char **argv)
 {
   g_auto (G3nCliWeights) weights = { 0 };
-  g_autofree char *model_dir = NULL, *system = NULL, *tokenizer = NULL;
+  g_autofree char *model_dir = NULL, *system = NULL, *tokenizer = NULL, *kv_name = NULL;
   int n_new = 512, threads = 0, n_ctx = 0;
   G3nCliSampling sampling = { 0 };
   GOptionEntry entries[] = {
@@ -81,6 +81,7 @@ g3n_cli_chat (int argc, char **argv)
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "Threads for the kernels (default: all cores)", "N" },
     { "ctx-size", 'c', 0, G_OPTION_ARG_INT, &n_ctx, "Context size (default 4096); when full, the oldest exchanges "
       "after the first are shifted out", "N" },
+    { "kv-type", 0, 0, G_OPTION_ARG_STRING, &kv_name, G3N_CLI_KV_TYPE_HELP, "TYPE" },
     { NULL },
   };
   g_autoptr (GOptionContext) octx = g_option_context_new ("- interactive chat on standard input");
@@ -93,6 +94,9 @@ g3n_cli_chat (int argc, char **argv)
     return 1;
   if (!model_dir)
     return g3n_cli_fail ("chat: --model is required");
+  G3nKvType kv_type;
+  if (!g3n_cli_kv_type (kv_name, &kv_type))
+    return 1;
   g_autoptr (GError) error = NULL;
   G3nSamplerParams sp;
   if (!g3n_cli_sampler_params (&sampling, &sp, &error))
@@ -102,7 +106,7 @@ g3n_cli_chat (int argc, char **argv)
   if (!model)
     return g3n_cli_fail ("%s", error->message);
   G3nTokenizer *tok = g3n_cli_load_tokenizer (model_dir, tokenizer, &error);
-  gboolean ok = tok && run_chat (model, tok, model_dir, system, n_new, n_ctx, &sp, &error);
+  gboolean ok = tok && run_chat (model, tok, model_dir, system, n_new, n_ctx, kv_type, &sp, &error);
   if (tok)
     g3n_tokenizer_free (tok);
   g3n_model_unref (model);

@@ -196,8 +196,8 @@ forward_vision (G3nModel *m, const G3nSafetensors *in, Towers *tw, G3nCliOutputs
 /* mm_input_ids with the image and audio soft tokens in their placeholders → mm_inputs_embeds, mm_logits, and
  * with n_generate > 0 greedy mm_generated_ids / mm_generated_logits. */
 static gboolean
-forward_multimodal (G3nModel *m, const int32_t *ids, int T, Towers *tw, int n_generate, G3nCliOutputs *o,
-                    GError **error)
+forward_multimodal (G3nModel *m, const int32_t *ids, int T, Towers *tw, int n_generate, G3nKvType kv_type,
+                    G3nCliOutputs *o, GError **error)
 {
   const G3nConfig *c = m->config;
   int H = g3n_model_n_embd (m), V = g3n_model_n_vocab (m), ni = 0, na = 0;
@@ -223,7 +223,7 @@ forward_multimodal (G3nModel *m, const int32_t *ids, int T, Towers *tw, int n_ge
   }
   float *logits = g_new (float, (gsize) T * V);
   g3n_cli_output (o, "mm_logits", G3N_DTYPE_F32, logits, 3, (int64_t[]) { 1, T, V });
-  G3nContextParams cp = { .n_ctx = T + MAX (n_generate, 0) };
+  G3nContextParams cp = { .n_ctx = T + MAX (n_generate, 0), .kv_type = kv_type };
   G3nContext *ctx = g3n_context_new (m, &cp, error);
   G3nBatch b = { .n_tokens = T, .ids = ids, .embeds = emb, .all_logits = TRUE, .logits = logits };
   gboolean ok = ctx && g3n_context_decode (ctx, &b, error);
@@ -245,8 +245,8 @@ forward_multimodal (G3nModel *m, const int32_t *ids, int T, Towers *tw, int n_ge
 }
 
 gboolean
-g3n_cli_forward_towers (G3nModel *m, const G3nSafetensors *in, int n_generate, G3nCliOutputs *o, gboolean *any,
-                        GError **error)
+g3n_cli_forward_towers (G3nModel *m, const G3nSafetensors *in, int n_generate, G3nKvType kv_type, G3nCliOutputs *o,
+                        gboolean *any, GError **error)
 {
   Towers tw = { 0 };
   gboolean ok = forward_audio (m, in, &tw, o, error) && forward_vision (m, in, &tw, o, error);
@@ -261,7 +261,7 @@ g3n_cli_forward_towers (G3nModel *m, const G3nSafetensors *in, int n_generate, G
     ok = ids && B == 1;
     if (ids && B != 1)
       g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: mm_input_ids must hold one prompt", mm->path);
-    ok = ok && forward_multimodal (m, ids, T, &tw, n_generate, o, error);
+    ok = ok && forward_multimodal (m, ids, T, &tw, n_generate, kv_type, o, error);
     *any = TRUE;
   }
   g_free (tw.audio_soft);

@@ -54,7 +54,8 @@ g3n_cli_read_ids (const G3nSafetensors *in, const char *name, int *B, int *T, GE
 
 /* text_input_ids → text_logits, text_last_hidden_state, text_per_layer_inputs [, text_hidden_states]. */
 static gboolean
-forward_text (G3nModel *model, const int32_t *ids, int B, int T, gboolean hidden, G3nCliOutputs *o, GError **error)
+forward_text (G3nModel *model, const int32_t *ids, int B, int T, gboolean hidden, G3nKvType kv_type, G3nCliOutputs *o,
+              GError **error)
 {
   int V = g3n_model_n_vocab (model), H = g3n_model_n_embd (model), L = g3n_model_n_layers (model);
   int A = g3n_model_n_altup (model), P = g3n_model_n_embd_per_layer (model);
@@ -71,6 +72,7 @@ forward_text (G3nModel *model, const int32_t *ids, int B, int T, gboolean hidden
   for (int b = 0; b < B && ok; b++) {
     G3nContextParams cp = g3n_context_default_params ();
     cp.n_ctx = MAX (T, 1);
+    cp.kv_type = kv_type;
     G3nContext *ctx = g3n_context_new (model, &cp, error);
     G3nBatch batch = {
       .n_tokens = T, .ids = ids + (gsize) b * T, .all_logits = TRUE, .logits = logits + (gsize) b * T * V,
@@ -88,7 +90,8 @@ forward_text (G3nModel *model, const int32_t *ids, int B, int T, gboolean hidden
 
 /* generate_prompt_ids → generated_ids [1, N], generated_logits [N, V] (greedy, no EOS stop). */
 static gboolean
-forward_generate (G3nModel *model, const int32_t *prompt, int T, int n_new, G3nCliOutputs *o, GError **error)
+forward_generate (G3nModel *model, const int32_t *prompt, int T, int n_new, G3nKvType kv_type, G3nCliOutputs *o,
+                  GError **error)
 {
   int V = g3n_model_n_vocab (model);
   int32_t *ids32 = g_new (int32_t, n_new);
@@ -98,6 +101,7 @@ forward_generate (G3nModel *model, const int32_t *prompt, int T, int n_new, G3nC
   g3n_cli_output (o, "generated_logits", G3N_DTYPE_F32, logits, 2, (int64_t[]) { n_new, V });
   G3nContextParams cp = g3n_context_default_params ();
   cp.n_ctx = T + n_new;
+  cp.kv_type = kv_type;
   G3nContext *ctx = g3n_context_new (model, &cp, error);
   gboolean ok = ctx && g3n_cli_greedy (ctx, prompt, T, n_new, ids32, logits, error);
   for (int i = 0; ok && i < n_new; i++)
@@ -109,7 +113,7 @@ forward_generate (G3nModel *model, const int32_t *prompt, int T, int n_new, G3nC
 
 static gboolean
 run_forward (G3nModel *model, const G3nSafetensors *in, gboolean hidden, int n_generate, int n_mm_generate,
-             G3nCliOutputs *o, GError **error)
+             G3nKvType kv_type, G3nCliOutputs *o, GError **error)
 {
   int B, T;
   gboolean any = FALSE;
@@ -118,7 +122,7 @@ run_forward (G3nModel *model, const G3nSafetensors *in, gboolean hidden, int n_g
     return FALSE;
   if (text) {
     any = TRUE;
-    if (!forward_text (model, text, B, T, hidden, o, error))
+    if (!forward_text (model, text, B, T, hidden, kv_type, o, error))
       return FALSE;
   }
   if (n_generate > 0 && !g3n_safetensors_find (in, "generate_prompt_ids") && !g3n_safetensors_find (in, "mm_input_ids")) {
@@ -136,10 +140,10 @@ run_forward (G3nModel *model, const G3nSafetensors *in, gboolean hidden, int n_g
       return FALSE;
     }
     any = TRUE;
-    if (!forward_generate (model, prompt, T, n_generate, o, error))
+    if (!forward_generate (model, prompt, T, n_generate, kv_type, o, error))
       return FALSE;
   }
-  if (!g3n_cli_forward_towers (model, in, n_mm_generate >= 0 ? n_mm_generate : n_generate, o, &any, error))
+  if (!g3n_cli_forward_towers (model, in, n_mm_generate >= 0 ? n_mm_generate : n_generate, kv_type, o, &any, error))
     return FALSE;
   if (!any)
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
@@ -152,7 +156,7 @@ run_forward (G3nModel *model, const G3nSafetensors *in, gboolean hidden, int n_g
 int
 g3n_cli_forward (int argc, char **argv)
 {
-  g_autofree char *model_dir = NULL, *inputs = NULL, *output = NULL;
+  g_autofree char *model_dir = NULL, *inputs = NULL, *output = NULL, *kv_name = NULL;
   int threads = 0, n_generate = 0, n_mm_generate = -1;
   gboolean hidden = FALSE;
   GOptionEntry entries[] = {
@@ -167,6 +171,7 @@ g3n_cli_forward (int argc, char **argv)
       "multimodal prompt (mm_generated_ids, mm_generated_logits)", "N" },
     { "mm-generate", 0, 0, G_OPTION_ARG_INT, &n_mm_generate,
       "Tokens to generate from mm_input_ids when it differs from --generate", "N" },
+    { "kv-type", 0, 0, G_OPTION_ARG_STRING, &kv_name, G3N_CLI_KV_TYPE_HELP, "TYPE" },
     { NULL },
   };
   g_autoptr (GOptionContext) octx = g_option_context_new ("- run the model on named input tensors");
@@ -176,7 +181,8 @@ g3n_cli_forward (int argc, char **argv)
             "                                 text_per_layer_inputs [B, T, layers, P],\n"
             "                                 text_hidden_states [layers+1, altup, B, T, H] (--hidden-states)\n"
             "  generate_prompt_ids [1, T]   → generated_ids [1, N], generated_logits [N, V] (--generate N)\n"
-            "Every output is fp32 computed from the checkpoint's weights as stored.");
+            "Every output is fp32 computed from the checkpoint's weights as stored (with --kv-type f16 or bf16\n"
+            "the KV cache rounds keys and values: to measure that deviation against reference outputs).");
   g_option_context_add_main_entries (octx, entries, NULL);
   if (!g3n_cli_parse (octx, &argc, &argv))
     return 1;
@@ -184,6 +190,9 @@ g3n_cli_forward (int argc, char **argv)
     return g3n_cli_fail ("forward: --model, --inputs and --output are required");
   if (n_generate < 0)
     return g3n_cli_fail ("forward: --generate must be >= 0");
+  G3nKvType kv_type;
+  if (!g3n_cli_kv_type (kv_name, &kv_type))
+    return 1;
 
   g3n_set_threads (threads);
   g_autoptr (GError) error = NULL;
@@ -192,7 +201,7 @@ g3n_cli_forward (int argc, char **argv)
     return g3n_cli_fail ("%s", error->message);
   G3nModel *model = g3n_model_load (model_dir, &error);
   G3nCliOutputs o = { g_array_new (FALSE, FALSE, sizeof (G3nTensor)), g_ptr_array_new_with_free_func (g_free) };
-  gboolean ok = model && run_forward (model, in, hidden, n_generate, n_mm_generate, &o, &error)
+  gboolean ok = model && run_forward (model, in, hidden, n_generate, n_mm_generate, kv_type, &o, &error)
                 && g3n_safetensors_write (output, (const G3nTensor *) o.tensors->data, o.tensors->len, &error);
   g_array_free (o.tensors, TRUE);
   g_ptr_array_free (o.data, TRUE);

@@ -34,11 +34,10 @@ g3n_cli_print_piece (int32_t token, const char *text, gpointer unused)
 }
 
 static gboolean
-generate_ids (G3nModel *model, GArray *prompt, int n_new, int n_ctx, const G3nSamplerParams *sp, gboolean sampled,
-              GError **error)
+generate_ids (G3nModel *model, GArray *prompt, int n_new, const G3nContextParams *cp, const G3nSamplerParams *sp,
+              gboolean sampled, GError **error)
 {
-  G3nContextParams cp = { .n_ctx = n_ctx };
-  G3nContext *ctx = g3n_context_new (model, &cp, error);
+  G3nContext *ctx = g3n_context_new (model, cp, error);
   if (!ctx)
     return FALSE;
   int V = g3n_model_n_vocab (model);
@@ -71,14 +70,13 @@ generate_ids (G3nModel *model, GArray *prompt, int n_new, int n_ctx, const G3nSa
 
 /* --raw: the prompt as is (with <bos>), no chat turns; stops at EOS / <end_of_turn>. */
 static gboolean
-generate_raw (G3nModel *model, G3nTokenizer *tok, const char *prompt, int n_new, int n_ctx, const G3nSamplerParams *sp,
-              GError **error)
+generate_raw (G3nModel *model, G3nTokenizer *tok, const char *prompt, int n_new, const G3nContextParams *cp,
+              const G3nSamplerParams *sp, GError **error)
 {
   g_autoptr (GArray) ids = g3n_tokenizer_encode (tok, prompt, -1, TRUE, error);
   if (!ids)
     return FALSE;
-  G3nContextParams cp = { .n_ctx = n_ctx };
-  G3nContext *ctx = g3n_context_new (model, &cp, error);
+  G3nContext *ctx = g3n_context_new (model, cp, error);
   if (!ctx)
     return FALSE;
   int V = g3n_model_n_vocab (model);
@@ -117,6 +115,7 @@ g3n_cli_generate (int argc, char **argv)
 {
   g_auto (G3nCliWeights) weights = { 0 };
   g_autofree char *model_dir = NULL, *prompt_ids = NULL, *prompt = NULL, *system = NULL, *tokenizer = NULL;
+  g_autofree char *kv_name = NULL;
   int n_new = 32, threads = 0, n_ctx = 0;
   gboolean raw = FALSE, sample = FALSE;
   G3nCliSampling sampling = { 0 };
@@ -132,6 +131,7 @@ g3n_cli_generate (int argc, char **argv)
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "Threads for the kernels (default: all cores)", "N" },
     { "ctx-size", 'c', 0, G_OPTION_ARG_INT, &n_ctx, "Context size (default: 4096 for text prompts, the model's "
       "maximum for ids)", "N" },
+    { "kv-type", 0, 0, G_OPTION_ARG_STRING, &kv_name, G3N_CLI_KV_TYPE_HELP, "TYPE" },
     { NULL },
   };
   g_autoptr (GOptionContext) octx = g_option_context_new ("- generate text or token ids");
@@ -152,6 +152,9 @@ g3n_cli_generate (int argc, char **argv)
     return g3n_cli_fail ("generate: give either -p TEXT or --prompt-ids IDS");
   if (n_new < 0 || n_ctx < 0)
     return g3n_cli_fail ("generate: -n and --ctx-size must be >= 0");
+  G3nContextParams cp = { .n_ctx = n_ctx };
+  if (!g3n_cli_kv_type (kv_name, &cp.kv_type))
+    return 1;
   g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
   if (prompt_ids && !g3n_cli_parse_ids (prompt_ids, ids))
     return g3n_cli_fail ("generate: --prompt-ids '%s' is not a list of token ids", prompt_ids);
@@ -167,12 +170,12 @@ g3n_cli_generate (int argc, char **argv)
   G3nTokenizer *tok = NULL;
   gboolean ok;
   if (prompt_ids) {
-    ok = generate_ids (model, ids, n_new, n_ctx, &sp, sample, &error);
+    ok = generate_ids (model, ids, n_new, &cp, &sp, sample, &error);
   } else {
     tok = g3n_cli_load_tokenizer (model_dir, tokenizer, &error);
-    ok = tok && (raw ? generate_raw (model, tok, prompt, n_new, n_ctx, &sp, &error)
-                     : g3n_cli_answer_turn (model, tok, model_dir, system, NULL, NULL, prompt, n_new, n_ctx, &sp,
-                                              &error));
+    ok = tok && (raw ? generate_raw (model, tok, prompt, n_new, &cp, &sp, &error)
+                     : g3n_cli_answer_turn (model, tok, model_dir, system, NULL, NULL, prompt, n_new, n_ctx,
+                                              cp.kv_type, &sp, &error));
   }
   if (tok)
     g3n_tokenizer_free (tok);

@@ -3,9 +3,20 @@
 
 #include <stdio.h>
 
+gboolean
+g3n_cli_kv_type (const char *name, G3nKvType *type)
+{
+  g_autoptr (GError) error = NULL;
+  *type = G3N_KV_F32;
+  if (!name || g3n_kv_type_from_string (name, type, &error))
+    return TRUE;
+  g3n_cli_fail ("--kv-type: %s", error->message);
+  return FALSE;
+}
+
 G3nSession *
 g3n_cli_open_session (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, int n_ctx,
-                      GError **error)
+                      G3nKvType kv_type, GError **error)
 {
   G3nChatFormat *fmt = g3n_chat_format_load (dir, error);
   if (!fmt)
@@ -13,6 +24,7 @@ g3n_cli_open_session (G3nModel *model, G3nTokenizer *tok, const char *dir, const
   G3nSessionParams p = g3n_session_default_params ();
   if (n_ctx > 0)
     p.n_ctx = n_ctx;
+  p.kv_type = kv_type;
   G3nSession *session = g3n_session_new (model, tok, fmt, &p, error);
   g3n_chat_format_free (fmt);
   if (session && system && !g3n_session_set_system (session, system, error)) {
@@ -24,10 +36,10 @@ g3n_cli_open_session (G3nModel *model, G3nTokenizer *tok, const char *dir, const
 
 gboolean
 g3n_cli_answer_turn (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, char **images,
-                     char **audios, const char *prompt, int n_new, int n_ctx, const G3nSamplerParams *sp,
-                     GError **error)
+                     char **audios, const char *prompt, int n_new, int n_ctx, G3nKvType kv_type,
+                     const G3nSamplerParams *sp, GError **error)
 {
-  G3nSession *session = g3n_cli_open_session (model, tok, dir, system, n_ctx, error);
+  G3nSession *session = g3n_cli_open_session (model, tok, dir, system, n_ctx, kv_type, error);
   if (!session)
     return FALSE;
   G3nSampler *sampler = g3n_sampler_new (sp);
@@ -52,7 +64,7 @@ int
 g3n_cli_run (int argc, char **argv)
 {
   g_auto (G3nCliWeights) weights = { 0 };
-  g_autofree char *model_dir = NULL, *prompt = NULL, *system = NULL, *tokenizer = NULL;
+  g_autofree char *model_dir = NULL, *prompt = NULL, *system = NULL, *tokenizer = NULL, *kv_name = NULL;
   g_auto (GStrv) images = NULL, audios = NULL;
   int n_new = 256, threads = 0, n_ctx = 0;
   G3nCliSampling sampling = { 0 };
@@ -67,6 +79,7 @@ g3n_cli_run (int argc, char **argv)
     { "n-predict", 'n', 0, G_OPTION_ARG_INT, &n_new, "Maximum tokens to generate (default 256)", "N" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "Threads for the kernels (default: all cores)", "N" },
     { "ctx-size", 'c', 0, G_OPTION_ARG_INT, &n_ctx, "Context size (default 4096)", "N" },
+    { "kv-type", 0, 0, G_OPTION_ARG_STRING, &kv_name, G3N_CLI_KV_TYPE_HELP, "TYPE" },
     { NULL },
   };
   g_autoptr (GOptionContext) octx = g_option_context_new ("- one multimodal turn, answer streamed to stdout");
@@ -82,6 +95,9 @@ g3n_cli_run (int argc, char **argv)
     return g3n_cli_fail ("run: --model is required");
   if (!prompt && !images && !audios)
     return g3n_cli_fail ("run: give at least one of -p, --image, --audio");
+  G3nKvType kv_type;
+  if (!g3n_cli_kv_type (kv_name, &kv_type))
+    return 1;
   g_autoptr (GError) error = NULL;
   G3nSamplerParams sp;
   if (!g3n_cli_sampler_params (&sampling, &sp, &error))
@@ -91,8 +107,8 @@ g3n_cli_run (int argc, char **argv)
   if (!model)
     return g3n_cli_fail ("%s", error->message);
   G3nTokenizer *tok = g3n_cli_load_tokenizer (model_dir, tokenizer, &error);
-  gboolean ok = tok && g3n_cli_answer_turn (model, tok, model_dir, system, images, audios, prompt, n_new, n_ctx, &sp,
-                                              &error);
+  gboolean ok = tok && g3n_cli_answer_turn (model, tok, model_dir, system, images, audios, prompt, n_new, n_ctx,
+                                              kv_type, &sp, &error);
   if (tok)
     g3n_tokenizer_free (tok);
   g3n_model_unref (model);

@@ -36,13 +36,17 @@ G3nModel *g3n_cli_load_model (const char *dir, const G3nCliWeights *weights, GEr
 G3nTokenizer *g3n_cli_load_tokenizer (const char *model, const char *override, GError **error);
 /* Appends the ids of "2,105, 2364" to ids; FALSE unless it is a list of non-negative integers. */
 gboolean g3n_cli_parse_ids (const char *text, GArray *ids);
+/* The --kv-type option of the commands that make contexts: its help, and its value (NULL: f32) parsed; on
+ * a bad name prints the error and returns FALSE. */
+#define G3N_CLI_KV_TYPE_HELP "KV cache storage: f32 (default, reference parity), f16 (half the memory) or bf16"
+gboolean g3n_cli_kv_type (const char *name, G3nKvType *type);
 /* A session in the checkpoint's chat format (DIR's tokenizer_config.json / processor_config.json). */
 G3nSession *g3n_cli_open_session (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, int n_ctx,
-                                  GError **error);
+                                  G3nKvType kv_type, GError **error);
 /* One user turn (images, then audio clips, then text) and its answer streamed to stdout. */
 gboolean g3n_cli_answer_turn (G3nModel *model, G3nTokenizer *tok, const char *dir, const char *system, char **images,
-                              char **audios, const char *prompt, int n_new, int n_ctx, const G3nSamplerParams *sp,
-                              GError **error);
+                              char **audios, const char *prompt, int n_new, int n_ctx, G3nKvType kv_type,
+                              const G3nSamplerParams *sp, GError **error);
 
 /* Media files (images, audio clips) into a session's next turn. */
 gboolean g3n_cli_media_add_audio (G3nSession *session, const char *path, GError **error);
@@ -69,8 +73,8 @@ void g3n_cli_output (G3nCliOutputs *o, const char *name, G3nDType dtype, void *d
 /* An integer id tensor of shape [B, T] (or [T]) as int32, checked; NULL without error when absent. */
 int32_t *g3n_cli_read_ids (const G3nSafetensors *in, const char *name, int *B, int *T, GError **error);
 /* Audio, vision and multimodal outputs; sets *any when an input was recognised. */
-gboolean g3n_cli_forward_towers (G3nModel *model, const G3nSafetensors *in, int n_generate, G3nCliOutputs *o,
-                                 gboolean *any, GError **error);
+gboolean g3n_cli_forward_towers (G3nModel *model, const G3nSafetensors *in, int n_generate, G3nKvType kv_type,
+                                 G3nCliOutputs *o, gboolean *any, GError **error);
 
 /* Greedy decoding: feeds `prompt` then picks the argmax n_new times. Writes the new ids and, if
  * `logits` is set, each step's logits ([n_new, n_vocab]). */

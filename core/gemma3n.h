@@ -118,8 +118,24 @@ gboolean g3n_model_quantize_cached (G3nModel *model, G3nQuantType type, const ch
  * results. Sliding-window layers keep only their window; full layers grow with the context. */
 typedef struct _G3nContext G3nContext;
 
+/* How the KV cache stores keys and values. F32 (the default) keeps the reference's fp32 math. F16 halves
+ * the cache's memory and the bytes attention reads per token, rounding each value to 11 significant bits
+ * (llama.cpp's default); BF16 likewise with 8 bits. Keys and values are RMS-normalised, so F16's range
+ * (±65504) is ample. */
+typedef enum {
+  G3N_KV_F32 = 0,
+  G3N_KV_F16 = 1,
+  G3N_KV_BF16 = 2,
+} G3nKvType;
+
+/* "f32", "f16", "bf16". */
+const char *g3n_kv_type_name (G3nKvType type);
+/* Parses those names (case-insensitive); G3N_ERROR_INVALID_ARGUMENT otherwise. */
+gboolean g3n_kv_type_from_string (const char *name, G3nKvType *type, GError **error);
+
 typedef struct {
-  int n_ctx;     /* maximum positions; 0 = the model's max_position_embeddings */
+  int n_ctx;           /* maximum positions; 0 = the model's max_position_embeddings */
+  G3nKvType kv_type;   /* storage of the KV cache (default G3N_KV_F32) */
 } G3nContextParams;
 
 G3nContextParams g3n_context_default_params (void);
@@ -137,6 +153,7 @@ void g3n_context_reset (G3nContext *ctx);
 gboolean g3n_context_remove (G3nContext *ctx, int begin, int end, GError **error);
 /* Bytes held by the KV cache now. */
 gsize g3n_context_kv_bytes (const G3nContext *ctx);
+G3nKvType g3n_context_kv_type (const G3nContext *ctx);
 
 /* One step of input. ids are always required (the per-layer embeddings are looked up by id); `embeds`,
  * when set, replaces the input embedding of every token (e.g. multimodal soft tokens scattered by the
@@ -550,6 +567,7 @@ typedef struct {
   int n_ctx;                /* positions; memory grows with use up to this */
   gboolean keep_first_turn; /* never shift out the first exchange (system prompt) */
   int min_free;             /* positions a shift frees beyond what is needed (0: n_ctx / 4) */
+  G3nKvType kv_type;        /* storage of the KV cache (default G3N_KV_F32) */
 } G3nSessionParams;
 
 typedef enum {
@@ -585,7 +603,9 @@ gboolean g3n_session_generate (G3nSession *session, G3nSampler *sampler, int max
 int g3n_session_n_past (G3nSession *session);
 int g3n_session_n_ctx (const G3nSession *session);
 G3nContext *g3n_session_get_context (G3nSession *session);
-/* Saves the conversation (KV cache and turn state) to a file; loading checks the model's identity. */
+/* Saves the conversation (KV cache and turn state) to a file; loading checks the model's identity. The
+ * cache is saved in the session's KV type; loading it into a session of another KV type converts it
+ * (F16/BF16 widen exactly to F32; F32 rounds to F16/BF16 as decoding would have stored it). */
 gboolean g3n_session_save (G3nSession *session, const char *path, GError **error);
 gboolean g3n_session_load (G3nSession *session, const char *path, GError **error);
 

@@ -76,7 +76,7 @@ g3n_session_new (G3nModel *model, G3nTokenizer *tok, const G3nChatFormat *fmt, c
                  GError **error)
 {
   G3nSessionParams p = params ? *params : g3n_session_default_params ();
-  G3nContextParams cp = { .n_ctx = p.n_ctx };
+  G3nContextParams cp = { .n_ctx = p.n_ctx, .kv_type = p.kv_type };
   G3nContext *ctx = g3n_context_new (model, &cp, error);
   if (!ctx)
     return NULL;
@@ -519,8 +519,9 @@ g3n_session_get_context (G3nSession *s)
 
 /* ---------------------------------------------------------------------------- save / load */
 
-/* A session file is a safetensors file: the KV rows of every layer that owns a cache, the turn state, and
- * the model's identity, so a daemon can resume a conversation after a restart. */
+/* A session file is a safetensors file: the KV rows of every layer that owns a cache (in the cache's own
+ * dtype, F32, F16 or BF16, so the file records it), the turn state, and the model's identity, so a daemon
+ * can resume a conversation after a restart. */
 typedef struct {
   GArray *tensors; /* G3nTensor */
   GPtrArray *names, *data;
@@ -563,8 +564,8 @@ g3n_session_save (G3nSession *s, const char *path, GError **error)
     g_autofree char *k = g_strdup_printf ("kv.%d.k", l), *v = g_strdup_printf ("kv.%d.v", l);
     g_autofree char *p = g_strdup_printf ("kv.%d.pos0", l);
     gint64 pos0 = kv->pos0;
-    put (&w, k, G3N_DTYPE_F32, kv->k, 2, kv->len, kv->width);
-    put (&w, v, G3N_DTYPE_F32, kv->v, 2, kv->len, kv->width);
+    put (&w, k, kv->dtype, kv->k, 2, kv->len, kv->width);
+    put (&w, v, kv->dtype, kv->v, 2, kv->len, kv->width);
     put (&w, p, G3N_DTYPE_I64, &pos0, 1, 1, 0);
   }
   gboolean ok = g3n_safetensors_write (path, (G3nTensor *) w.tensors->data, w.tensors->len, error);
@@ -595,6 +596,15 @@ i64_at (const G3nTensor *t, gsize i)
   return v;
 }
 
+/* Saved keys or values: F32, F16 or BF16 (any of them loads into any cache type, converted). */
+static const G3nTensor *
+need_kv_tensor (G3nSafetensors *f, const char *name, GError **error)
+{
+  const G3nTensor *t = g3n_safetensors_find (f, name);
+  G3nDType dtype = t && (t->dtype == G3N_DTYPE_F16 || t->dtype == G3N_DTYPE_BF16) ? t->dtype : G3N_DTYPE_F32;
+  return need_tensor (f, name, dtype, 2, error);
+}
+
 /* Checks a layer's saved rows against the state before anything is changed. */
 static gboolean
 check_layer (G3nSession *s, G3nSafetensors *f, int l, int n_past, GError **error)
@@ -602,8 +612,8 @@ check_layer (G3nSession *s, G3nSafetensors *f, int l, int n_past, GError **error
   G3nKvLayer *kv = g3n_context_kv_layer (s->ctx, l);
   g_autofree char *kn = g_strdup_printf ("kv.%d.k", l), *vn = g_strdup_printf ("kv.%d.v", l);
   g_autofree char *pn = g_strdup_printf ("kv.%d.pos0", l);
-  const G3nTensor *k = need_tensor (f, kn, G3N_DTYPE_F32, 2, error);
-  const G3nTensor *v = k ? need_tensor (f, vn, G3N_DTYPE_F32, 2, error) : NULL;
+  const G3nTensor *k = need_kv_tensor (f, kn, error);
+  const G3nTensor *v = k ? need_tensor (f, vn, k->dtype, 2, error) : NULL;
   const G3nTensor *p = v ? need_tensor (f, pn, G3N_DTYPE_I64, 1, error) : NULL;
   if (!p)
     return FALSE;
@@ -654,7 +664,8 @@ g3n_session_load (G3nSession *s, const char *path, GError **error)
       g_autofree char *pn = g_strdup_printf ("kv.%d.pos0", l);
       const G3nTensor *k = g3n_safetensors_find (f, kn), *v = g3n_safetensors_find (f, vn);
       g3n_kv_layer_reset (kv, (int) i64_at (g3n_safetensors_find (f, pn), 0));
-      g3n_kv_layer_append (kv, k->data, v->data, (int) k->shape[0]);
+      /* a file of another KV type is converted: widening is exact, narrowing rounds as decoding would */
+      g3n_kv_layer_append_as (kv, k->dtype, k->data, v->data, (int) k->shape[0]);
     }
     g3n_context_set_n_past (s->ctx, (int) n_past);
     g_array_set_size (s->exchanges, (guint) ex->shape[0]);

@@ -89,7 +89,22 @@ for fx in mm-tiny text-matformer; do
   want=$("$CMP" --ids "$DATA/$fx/golden.safetensors" generated_ids | tr ',' ' ')
   got=$("$CLI" generate --model "$DATA/$fx" --prompt-ids "$prompt" -n 16)
   [ "$got" = "$want" ] && ok "generate $fx: $got" || bad "generate $fx: got '$got', want '$want'"
+  # an F16 KV cache keeps the same greedy ids on these fixtures (test-text-decoder measures the logits)
+  got=$("$CLI" generate --model "$DATA/$fx" --prompt-ids "$prompt" -n 16 --kv-type f16)
+  [ "$got" = "$want" ] && ok "generate $fx --kv-type f16" || bad "generate $fx --kv-type f16: got '$got', want '$want'"
 done
+# forward with an F16 cache: generation identical, logits within test-text-decoder's F16 bound
+if "$CLI" forward --model "$DATA/mm-tiny" --inputs "$DATA/mm-tiny/golden.safetensors" --output "$tmp/f16.safetensors" \
+     --generate 16 --mm-generate 4 --kv-type f16 \
+   && "$CMP" "$DATA/mm-tiny/golden.safetensors" "$tmp/f16.safetensors" text_logits=1e-2 generated_ids=exact \
+     generated_logits=1e-2; then
+  ok "forward mm-tiny --kv-type f16"
+else
+  bad "forward mm-tiny --kv-type f16"
+fi
+printf 'Hello\nAgain\n/quit\n' | "$CLI" chat --model "$DATA/mm-tiny" -n 4 --greedy --kv-type bf16 >"$tmp/chat" \
+  2>"$tmp/chat.err" && "$CLI" run --model "$DATA/mm-tiny" -p "Hi" -n 4 --greedy --kv-type f16 >"$tmp/run" \
+  && ok "chat --kv-type bf16, run --kv-type f16" || bad "chat / run with --kv-type: $(cat "$tmp/chat.err")"
 
 # --quant-cache: the first run quantises and saves the file, the second maps it; same ids as quantising
 prompt=$("$CMP" --ids "$DATA/mm-tiny/golden.safetensors" generate_prompt_ids)
@@ -134,6 +149,8 @@ expect_fail "audio file that is not audio" "speech.wav.txt\|no audio\|Invalid da
   "$CLI" run --model "$DATA/mm-tiny" --audio "$DATA/mm-tiny/config.json" -p hi
 expect_fail "image file that is a text file" "config.json" \
   "$CLI" preprocess --model "$DATA/mm-tiny" --image "$DATA/mm-tiny/config.json" --output "$tmp/x.safetensors"
+expect_fail "unknown KV cache type" "unknown KV cache type 'q4'" \
+  "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3 --kv-type q4
 expect_fail "context too small" "context full" \
   "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3,4 -n 4 --ctx-size 4
 expect_fail "quant cache of another model" "mm.g3nq: made from another checkpoint" \

@@ -6,11 +6,13 @@
  * (g3n_kernels_set_bf16_activations), which for BF16 weights is checked against the reference on the
  * rounded activations with the same fp32 bound: rounding x is the only approximation it makes. Every shape
  * also runs stored by input (the sparse layers' down_proj: a weight row per input, zero inputs skipped)
- * and through g3n_matmul_rows (a sparse layer's up_proj in decode). Run under
- * each G3N_KERNEL by test-kernel-paths.sh. */
+ * and through g3n_matmul_rows (a sparse layer's up_proj in decode). Also the KV cache's 16-bit rows
+ * (half.c): conversions bit-identical to the scalar rounding, and the decode-step attention products
+ * against double precision. Run under each G3N_KERNEL by test-kernel-paths.sh. */
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -140,6 +142,141 @@ run_quant_rows (G3nQuantType type, int rows, int cols)
   g_rand_free (rand);
 }
 
+/* ------------------------------------------------------ 16-bit rows (the KV cache's F16 / BF16) */
+
+static void
+report (gboolean ok, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  printf ("%s %s (%s)\n", ok ? "ok  " : "FAIL", msg, g3n_kernels_isa ());
+  ok ? passed++ : failed++;
+}
+
+static float
+bits_to_f32 (guint32 u)
+{
+  float f;
+  memcpy (&f, &u, 4);
+  return f;
+}
+
+/* Values that stress rounding: ties at both formats' last bits, the F16 subnormal range and its overflow
+ * edge, signed zeros and infinities, then random magnitudes over both formats' ranges. */
+static float *
+rounding_cases (GRand *rand, gsize n)
+{
+  const float special[] = { 0.0f, -0.0f, 1.0f, 1.0f + 0x1p-11f, 1.0f + 0x3p-11f, -(1.0f + 0x1p-11f), 0x1p-25f,
+                            0x3p-25f, 0x1p-24f, 0x1.ff8p-15f, 0x1.ffcp-15f, 65504.0f, 65519.0f, 65520.0f, -65520.0f,
+                            1e30f, bits_to_f32 (0x7f800000), bits_to_f32 (0xff800000), 1.0f + 0x1p-8f,
+                            1.0f + 0x3p-8f, bits_to_f32 (0x3f808000), bits_to_f32 (0x7f7fffff) };
+  float *x = g_new (float, n);
+  for (gsize i = 0; i < n; i++) {
+    double mag = ldexp (g_rand_double_range (rand, 1, 2), g_rand_int_range (rand, -30, 18));
+    x[i] = i < G_N_ELEMENTS (special) ? special[i] : (float) (g_rand_boolean (rand) ? mag : -mag);
+  }
+  return x;
+}
+
+/* Conversions: the same bits as the scalar reference (RNE) on every ISA, over vector bodies and tails. */
+static void
+test_half_conversions (void)
+{
+  GRand *rand = g_rand_new_with_seed (7);
+  const gsize n = 1000 + 13;
+  float *x = rounding_cases (rand, n), *back = g_new (float, n);
+  guint16 *h = g_new (guint16, n);
+  g3n_from_f32 (G3N_DTYPE_F16, x, h, n);
+  gsize bad = 0;
+  for (gsize i = 0; i < n; i++)
+    bad += h[i] != g3n_f32_to_f16 (x[i]);
+  report (bad == 0, "fp32 -> f16 of %" G_GSIZE_FORMAT " values (ties, subnormals, overflow): %" G_GSIZE_FORMAT
+          " differ from the scalar rounding", n, bad);
+  g3n_from_f32 (G3N_DTYPE_BF16, x, h, n);
+  bad = 0;
+  for (gsize i = 0; i < n; i++)
+    bad += h[i] != to_bf16 (x[i]);
+  report (bad == 0, "fp32 -> bf16 of %" G_GSIZE_FORMAT " values: %" G_GSIZE_FORMAT " differ from the scalar rounding",
+          n, bad);
+  float nan[17];
+  for (int i = 0; i < 17; i++)
+    nan[i] = bits_to_f32 (i % 2 ? 0x7fc00001u : 0xff800001u); /* quiet and signalling */
+  gboolean nan_ok = TRUE;
+  for (int t = 0; t < 2; t++) {
+    G3nDType dt = t ? G3N_DTYPE_BF16 : G3N_DTYPE_F16;
+    g3n_from_f32 (dt, nan, h, 17);
+    g3n_half_to_f32 (dt, h, back, 17);
+    for (int i = 0; i < 17; i++)
+      nan_ok = nan_ok && isnan (back[i]);
+  }
+  report (nan_ok, "NaN stays NaN through f16 and bf16");
+
+  /* every F16 bit pattern widens as the scalar conversion does */
+  guint16 *all = g_new (guint16, 65536);
+  float *wide = g_new (float, 65536);
+  for (int i = 0; i < 65536; i++)
+    all[i] = (guint16) i;
+  g3n_half_to_f32 (G3N_DTYPE_F16, all, wide, 65536);
+  bad = 0;
+  for (int i = 0; i < 65536; i++) {
+    float ref = g3n_f16_to_f32 (all[i]);
+    bad += isnan (ref) ? !isnan (wide[i]) : memcmp (&ref, &wide[i], 4) != 0;
+  }
+  report (bad == 0, "f16 -> fp32 of all 65536 bit patterns: %" G_GSIZE_FORMAT " differ", bad);
+  g_free (all), g_free (wide), g_free (x), g_free (back), g_free (h);
+  g_rand_free (rand);
+}
+
+/* One decode step's attention products: nq queries in groups of G per KV head over n rows, each holding
+ * nq / G segments of d values (ld apart, ld >= segments · d), against double precision on the widened rows
+ * (the rows are what the cache holds; only the fp32 summation may differ). */
+static void
+test_half_products (G3nDType dtype, int nq, int G, int n, int d, int pad)
+{
+  int segs = (nq + G - 1) / G;
+  gsize ld = (gsize) segs * d + pad;
+  GRand *rand = g_rand_new_with_seed ((guint32) (nq * 1009 + G * 101 + n * 131 + d * 7 + pad));
+  /* queries and outputs d + 3 apart, scores and weights n + 5 apart: strides unlike the widths */
+  gsize ldq = (gsize) d + 3, lds = (gsize) n + 5;
+  float *q = g_new (float, nq * ldq), *p = g_new (float, nq * lds), *scores = g_new (float, nq * lds);
+  float *out = g_new (float, nq * ldq);
+  float *src = g_new (float, (gsize) n * ld), *wide = g_new (float, (gsize) n * ld);
+  guint16 *rows = g_new (guint16, (gsize) n * ld);
+  for (gsize i = 0; i < (gsize) n * ld; i++)
+    src[i] = (float) g_rand_double_range (rand, -2, 2);
+  for (gsize i = 0; i < nq * ldq; i++)
+    q[i] = (float) g_rand_double_range (rand, -1, 1);
+  for (gsize i = 0; i < nq * lds; i++)
+    p[i] = (float) g_rand_double_range (rand, 0, 1);
+  g3n_from_f32 (dtype, src, rows, (gsize) n * ld);
+  g3n_half_to_f32 (dtype, rows, wide, (gsize) n * ld);
+  g3n_half_dots (dtype, q, ldq, nq, G, rows, ld, n, d, scores, lds);
+  g3n_half_weighted_sum (dtype, p, lds, nq, G, rows, ld, n, d, out, ldq);
+  double worst_s = 0, worst_o = 0;
+  for (int g = 0; g < nq; g++) {
+    const float *seg = wide + (gsize) (g / G) * d;
+    for (int i = 0; i < n; i++) {
+      double ref = 0;
+      for (int c = 0; c < d; c++)
+        ref += (double) q[g * ldq + c] * seg[(gsize) i * ld + c];
+      worst_s = fmax (worst_s, fabs (ref - scores[g * lds + i]) / sqrt ((double) d));
+    }
+    for (int c = 0; c < d; c++) {
+      double ref = 0;
+      for (int i = 0; i < n; i++)
+        ref += (double) p[g * lds + i] * seg[(gsize) i * ld + c];
+      worst_o = fmax (worst_o, fabs (ref - out[g * ldq + c]) / sqrt ((double) n));
+    }
+  }
+  report (worst_s < 1e-5 && worst_o < 1e-5, "%s attention, %d queries by %d, %d rows of %d (ld %" G_GSIZE_FORMAT
+          "): scores max |err|/sqrt(d) %.2g, weighted sum max |err|/sqrt(n) %.2g", g3n_dtype_name (dtype), nq, G, n,
+          d, ld, worst_s, worst_o);
+  g_free (q), g_free (p), g_free (scores), g_free (out), g_free (src), g_free (wide), g_free (rows);
+  g_rand_free (rand);
+}
+
 int
 main (void)
 {
@@ -160,6 +297,18 @@ main (void)
           run (dtypes[d], shapes[s][0], shapes[s][1], shapes[s][2], path);
   run_quant_rows (G3N_QUANT_Q8_0, 300, 544);
   run_quant_rows (G3N_QUANT_Q4_0, 1000, 80);
+  test_half_conversions ();
+  /* queries by group: one at a time (G = 1), groups of 4 (E2B: 8 by 4), 2 (the fixtures), 6 (a group of 4
+   * and two single ones), 9 in one segment; rows: 1, odd counts and several SUM_TILE tiles (16); head sizes
+   * with and without vector tails (8/16-wide loads, 16/32-column blocks of the grouped sums, 32/64 of the
+   * single ones); rows padded beyond their segments */
+  const int half_shapes[][5] = { { 1, 1, 1, 1, 0 },   { 1, 1, 3, 15, 2 },   { 4, 4, 5, 16, 0 },   { 6, 6, 4, 33, 7 },
+                                 { 8, 4, 9, 64, 0 },   { 8, 4, 513, 256, 0 }, { 9, 9, 7, 300, 1 }, { 4, 2, 100, 72, 0 },
+                                 { 4, 4, 1, 8, 0 },    { 2, 1, 513, 256, 0 }, { 8, 4, 40, 40, 3 } };
+  for (int t = 0; t < 2; t++)
+    for (guint i = 0; i < G_N_ELEMENTS (half_shapes); i++)
+      test_half_products (t ? G3N_DTYPE_BF16 : G3N_DTYPE_F16, half_shapes[i][0], half_shapes[i][1],
+                          half_shapes[i][2], half_shapes[i][3], half_shapes[i][4]);
   printf ("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

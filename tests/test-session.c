@@ -8,6 +8,7 @@
  *   flat, and shifting re-positions cached keys exactly (checked on layer 0, whose keys depend only on the
  *   token and its position);
  * - save → load → continue equals continuing uninterrupted; a session file of another model is refused;
+ * - the same with the KV cache in F16 / BF16 (files keep the cache's type; a file of another type converts);
  * - bad input gives clear errors.
  */
 #include "test-util.h"
@@ -34,14 +35,21 @@ collect (int32_t token, const char *text, gpointer data)
 }
 
 static G3nSession *
-new_session (G3nModel *m, G3nTokenizer *tok, int n_ctx)
+new_session_kv (G3nModel *m, G3nTokenizer *tok, int n_ctx, G3nKvType kv_type)
 {
   G3nChatFormat *fmt = g3n_chat_format_load (g3n_model_path (m), NULL);
   G3nSessionParams p = g3n_session_default_params ();
   p.n_ctx = n_ctx;
+  p.kv_type = kv_type;
   G3nSession *s = g3n_session_new (m, tok, fmt, &p, NULL);
   g3n_chat_format_free (fmt);
   return s;
+}
+
+static G3nSession *
+new_session (G3nModel *m, G3nTokenizer *tok, int n_ctx)
+{
+  return new_session_kv (m, tok, n_ctx, G3N_KV_F32);
 }
 
 static GArray *
@@ -152,13 +160,25 @@ test_multimodal_assembly (G3nModel *m, G3nSafetensors *g)
   g3n_context_free (ctx);
 }
 
+/* Keys or values of a layer cache as fp32 [len, width]. */
+static float *
+kv_rows (const G3nKvLayer *kv, gboolean values)
+{
+  float *rows = g_new (float, (gsize) MAX (kv->len, 1) * kv->width);
+  g3n_kv_layer_read (kv, values, 0, kv->len, 0, kv->width, rows);
+  return rows;
+}
+
 /* Removing positions re-rotates later keys to their new positions: layer 0's keys depend only on the token
- * and its position, so after dropping a junk prefix they must equal a context that never saw it. */
+ * and its position, so after dropping a junk prefix they must equal a context that never saw it. In fp32
+ * up to the rotation's rounding; a 16-bit cache rounds the re-rotated key once more (bound: two roundings,
+ * 2 · 2^-11 of the largest key for F16, 2 · 2^-8 for BF16). */
 static void
-test_rope_shift (G3nModel *m)
+test_rope_shift (G3nModel *m, G3nKvType type, double tol)
 {
   int32_t junk[7] = { 5, 6, 7, 8, 9, 10, 11 }, text[9] = { 2, 40, 41, 42, 43, 44, 45, 46, 47 };
-  G3nContext *a = g3n_context_new (m, NULL, NULL), *b = g3n_context_new (m, NULL, NULL);
+  G3nContextParams p = { .kv_type = type };
+  G3nContext *a = g3n_context_new (m, &p, NULL), *b = g3n_context_new (m, &p, NULL);
   G3nBatch ba = { .n_tokens = 9, .ids = text };
   g_assert (g3n_context_decode (a, &ba, NULL));
   G3nBatch bj = { .n_tokens = 7, .ids = junk }, bt = { .n_tokens = 9, .ids = text };
@@ -167,17 +187,20 @@ test_rope_shift (G3nModel *m)
   gboolean removed = g3n_context_remove (b, 0, 7, &error);
   G3nKvLayer *ka = g3n_context_kv_layer (a, 0), *kb = g3n_context_kv_layer (b, 0);
   gboolean same_shape = removed && ka->len == kb->len && ka->pos0 == kb->pos0 && g3n_context_n_past (b) == 9;
-  double e = same_shape ? rel_err (kb->k, ka->k, (gsize) ka->len * ka->width) : INFINITY;
-  double ev = same_shape ? rel_err (kb->v, ka->v, (gsize) ka->len * ka->width) : INFINITY;
-  check (same_shape && e < 1e-5 && ev == 0, "RoPE shift re-positions cached keys (rel err %.2g, values %.2g)", e, ev);
+  g_autofree float *a_k = kv_rows (ka, FALSE), *b_k = kv_rows (kb, FALSE);
+  g_autofree float *a_v = kv_rows (ka, TRUE), *b_v = kv_rows (kb, TRUE);
+  double e = same_shape ? rel_err (b_k, a_k, (gsize) ka->len * ka->width) : INFINITY;
+  double ev = same_shape ? rel_err (b_v, a_v, (gsize) ka->len * ka->width) : INFINITY;
+  check (same_shape && e < tol && ev == 0, "%s KV: RoPE shift re-positions cached keys (rel err %.2g < %.2g, values "
+         "%.2g)", g3n_kv_type_name (type), e, tol, ev);
   g3n_context_free (a);
   g3n_context_free (b);
 }
 
 static void
-test_context_shift (G3nModel *m, G3nTokenizer *tok)
+test_context_shift (G3nModel *m, G3nTokenizer *tok, G3nKvType type)
 {
-  G3nSession *s = new_session (m, tok, 96);
+  G3nSession *s = new_session_kv (m, tok, 96, type);
   g_autoptr (GError) error = NULL;
   g3n_session_set_system (s, "Keep me.", &error);
   gsize kv_after_warmup = 0, kv_max = 0;
@@ -193,10 +216,14 @@ test_context_shift (G3nModel *m, G3nTokenizer *tok)
       kv_after_warmup = kv;
     kv_max = MAX (kv_max, kv);
   }
-  check (ok && max_past <= 96, "%d turns in a 96-position context: positions stay <= n_ctx (max %d)", turns, max_past);
-  check (kv_max <= kv_after_warmup * 3 / 2 + 4096, "KV memory flat under shifting (%" G_GSIZE_FORMAT
-         " bytes after 10 turns, max %" G_GSIZE_FORMAT ")", kv_after_warmup, kv_max);
+  const char *name = g3n_kv_type_name (type);
+  check (ok && max_past <= 96, "%s KV: %d turns in a 96-position context: positions stay <= n_ctx (max %d)", name,
+         turns, max_past);
+  check (kv_max <= kv_after_warmup * 3 / 2 + 4096, "%s KV: memory flat under shifting (%" G_GSIZE_FORMAT
+         " bytes after 10 turns, max %" G_GSIZE_FORMAT ")", name, kv_after_warmup, kv_max);
   g3n_session_free (s);
+  if (type != G3N_KV_F32)
+    return;
 
   s = new_session (m, tok, 24);
   GString *big = g_string_new (NULL);
@@ -212,25 +239,46 @@ test_context_shift (G3nModel *m, G3nTokenizer *tok)
   g3n_session_free (s);
 }
 
+/* The dtype layer 0's keys were saved in. */
+static G3nDType
+saved_kv_dtype (const char *path)
+{
+  G3nSafetensors *f = g3n_safetensors_open (path, NULL);
+  const G3nTensor *t = f ? g3n_safetensors_find (f, "kv.0.k") : NULL;
+  G3nDType dtype = t ? t->dtype : G3N_DTYPE_U8;
+  g3n_safetensors_free (f);
+  return dtype;
+}
+
 static void
-test_save_restore (G3nModel *m, G3nModel *other, G3nTokenizer *tok)
+test_save_restore (G3nModel *m, G3nModel *other, G3nTokenizer *tok, G3nKvType type)
 {
   g_autofree char *dir = g_dir_make_tmp ("g3n-session-XXXXXX", NULL);
   g_autofree char *path = g_build_filename (dir, "s.safetensors", NULL);
-  G3nSession *a = new_session (m, tok, 256);
+  const char *name = g3n_kv_type_name (type);
+  G3nSession *a = new_session_kv (m, tok, 256, type);
   g3n_session_set_system (a, "System.", NULL);
   g_autoptr (GArray) a1 = answer (a, "First question?", 5);
   g_autoptr (GError) error = NULL;
   gboolean saved = g3n_session_save (a, path, &error);
   g_autoptr (GArray) cont = answer (a, "Second question?", 8);
 
-  G3nSession *b = new_session (m, tok, 256);
+  G3nSession *b = new_session_kv (m, tok, 256, type);
   gboolean loaded = saved && g3n_session_load (b, path, &error);
   g_autoptr (GArray) resumed = loaded ? answer (b, "Second question?", 8) : NULL;
   check (loaded && resumed && resumed->len == cont->len && memcmp (resumed->data, cont->data, cont->len * 4) == 0,
-         "save → load → continue equals continuing uninterrupted (%u tokens)%s%s", cont->len, error ? ": " : "",
-         error ? error->message : "");
+         "%s KV: save → load → continue equals continuing uninterrupted (%u tokens)%s%s", name, cont->len,
+         error ? ": " : "", error ? error->message : "");
+  G3nDType want = type == G3N_KV_F16 ? G3N_DTYPE_F16 : type == G3N_KV_BF16 ? G3N_DTYPE_BF16 : G3N_DTYPE_F32;
+  check (saved_kv_dtype (path) == want, "%s KV: the session file holds the cache as %s", name, g3n_dtype_name (want));
   g_clear_error (&error);
+  if (type != G3N_KV_F32) {
+    g_remove (path);
+    g_rmdir (dir);
+    g3n_session_free (a);
+    g3n_session_free (b);
+    return;
+  }
   G3nSession *c = new_session (other, tok, 256);
   gboolean wrong = g3n_session_load (c, path, &error);
   check (!wrong && error && strstr (error->message, "another model"), "a session of another model is refused: %s",
@@ -244,6 +292,46 @@ test_save_restore (G3nModel *m, G3nModel *other, G3nTokenizer *tok)
   g3n_session_free (a);
   g3n_session_free (b);
   g3n_session_free (c);
+}
+
+/* A session file loads into a session of another KV type, converted: F16 widens exactly into an F32 cache,
+ * F32 rounds into an F16 cache exactly as storing it there would; either way the conversation goes on. */
+static void
+test_load_other_kv_type (G3nModel *m, G3nTokenizer *tok)
+{
+  g_autofree char *dir = g_dir_make_tmp ("g3n-session-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "s.safetensors", NULL);
+  const G3nKvType types[2] = { G3N_KV_F16, G3N_KV_F32 };
+  for (int i = 0; i < 2; i++) {
+    G3nKvType from = types[i], to = types[1 - i];
+    G3nSession *a = new_session_kv (m, tok, 256, from);
+    g3n_session_set_system (a, "System.", NULL);
+    g_autoptr (GArray) a1 = answer (a, "First question?", 5);
+    g_autoptr (GError) error = NULL;
+    G3nSession *b = new_session_kv (m, tok, 256, to);
+    gboolean ok = g3n_session_save (a, path, &error) && g3n_session_load (b, path, &error);
+    /* compare as F16 values: the F32 side rounded (F32 -> F16) or the F16 side widened (F16 -> F32) */
+    gsize differ = 0, n = 0;
+    for (int l = 0; ok && l < g3n_model_n_layers (m); l++) {
+      G3nKvLayer *ka = g3n_context_kv_layer (g3n_session_get_context (a), l);
+      G3nKvLayer *kb = g3n_context_kv_layer (g3n_session_get_context (b), l);
+      if (!ka)
+        continue;
+      g_autofree float *x = kv_rows (ka, FALSE), *y = kv_rows (kb, FALSE);
+      ok = ka->len == kb->len && ka->pos0 == kb->pos0;
+      for (gsize j = 0; ok && j < (gsize) ka->len * ka->width; j++, n++)
+        differ += g3n_f32_to_f16 (x[j]) != g3n_f32_to_f16 (y[j]) || (to == G3N_KV_F32 && x[j] != y[j]);
+    }
+    g_autoptr (GArray) more = ok ? answer (b, "Second question?", 4) : NULL;
+    check (ok && n > 0 && differ == 0 && more && more->len > 0 && g3n_context_kv_type (g3n_session_get_context (b)) == to,
+           "a %s session file loads into a %s session: %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
+           " keys differ from the conversion, %u tokens after%s%s", g3n_kv_type_name (from), g3n_kv_type_name (to),
+           differ, n, more ? more->len : 0, error ? ": " : "", error ? error->message : "");
+    g3n_session_free (a);
+    g3n_session_free (b);
+  }
+  g_remove (path);
+  g_rmdir (dir);
 }
 
 /* One thread appends input while another generates: no lost or torn turns, no crash (ASan in CI). */
@@ -329,9 +417,15 @@ main (int argc, char **argv)
   }
   test_turns_equal_one_shot (m, tok);
   test_multimodal_assembly (m, g);
-  test_rope_shift (m);
-  test_context_shift (m, tok);
-  test_save_restore (m, other, tok);
+  test_rope_shift (m, G3N_KV_F32, 1e-5);
+  test_rope_shift (m, G3N_KV_F16, 2 * 0x1p-11);
+  test_rope_shift (m, G3N_KV_BF16, 2 * 0x1p-8);
+  test_context_shift (m, tok, G3N_KV_F32);
+  test_context_shift (m, tok, G3N_KV_F16);
+  test_save_restore (m, other, tok, G3N_KV_F32);
+  test_save_restore (m, other, tok, G3N_KV_F16);
+  test_save_restore (m, other, tok, G3N_KV_BF16);
+  test_load_other_kv_type (m, tok);
   test_producer_consumer (m, tok);
   test_bad_input (m, tok);
   g3n_safetensors_free (g);

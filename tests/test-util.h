@@ -46,13 +46,14 @@ rel_err (const float *a, const float *b, gsize n)
   return m > 0 ? d / m : d;
 }
 
-/* Logits of every position of ids[T], fed to a fresh context in pieces of `chunk` tokens. */
+/* Logits of every position of ids[T], fed to a fresh context (params may be NULL) in pieces of `chunk`
+ * tokens. */
 static G_GNUC_UNUSED float *
-logits_chunked (G3nModel *m, const int32_t *ids, int T, int chunk)
+logits_chunked_params (G3nModel *m, const G3nContextParams *params, const int32_t *ids, int T, int chunk)
 {
   int V = g3n_model_n_vocab (m);
   float *logits = g_new (float, (gsize) T * V);
-  G3nContext *ctx = g3n_context_new (m, NULL, NULL);
+  G3nContext *ctx = g3n_context_new (m, params, NULL);
   for (int t0 = 0; t0 < T; t0 += chunk) {
     G3nBatch b = { .n_tokens = MIN (chunk, T - t0), .ids = ids + t0, .all_logits = TRUE,
                    .logits = logits + (gsize) t0 * V };
@@ -60,6 +61,12 @@ logits_chunked (G3nModel *m, const int32_t *ids, int T, int chunk)
   }
   g3n_context_free (ctx);
   return logits;
+}
+
+static G_GNUC_UNUSED float *
+logits_chunked (G3nModel *m, const int32_t *ids, int T, int chunk)
+{
+  return logits_chunked_params (m, NULL, ids, T, chunk);
 }
 
 /* Index of the largest value, the first one on ties (torch.argmax). */

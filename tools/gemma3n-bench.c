@@ -1,18 +1,22 @@
 /* gemma3n-bench — llama-bench for libgemma3n: how fast a checkpoint runs on this machine.
  *
- *   gemma3n-bench --model DIR [--threads N] [--quant bf16|q8_0|q4_0 [--quant-cache FILE]] [-p 512] [-n 128]
- *                 [-r REPS] [--audio-seconds S] [--image] [--json]
+ *   gemma3n-bench --model DIR [--threads N] [--quant bf16|q8_0|q4_0 [--quant-cache FILE]]
+ *                 [--kv-type f32|f16|bf16] [-p 512] [-n 128] [-d DEPTH] [-r REPS] [--audio-seconds S] [--image]
+ *                 [--json]
  *
  * Measures, on random token ids (no tokenizer needed, so a random checkpoint from `gemma3n-cli
  * make-random-checkpoint` works as well as the real one):
  *   pp  prompt processing: one batch of p ids from an empty context, tokens per second;
  *   tg  generation: n single-token decodes (greedy) after a short prompt, tokens per second;
+ *   with -d DEPTH both start from a context already holding DEPTH ids (untimed), as llama-bench's -d: decode
+ *       at a long context, where attention over the KV cache (--kv-type) weighs more;
  *   audio (--audio-seconds S): log-mel features + audio tower + embed_audio on S s of synthetic speech-like
  *       audio, seconds of compute per second of audio;
  *   vision (--image): the vision tower + embed_vision on one random 768x768 image, ms per image;
- * plus the load time (quantisation, or loading the --quant-cache file, included) and the peak RSS. Each test runs REPS times after an untimed warm-up; the median and
- * the best are reported. With --json, stdout holds exactly one JSON object (medians under pp_tok_s,
- * tg_tok_s, audio_s_per_s, vision_ms); progress goes to stderr.
+ * plus the load time (quantisation, or loading the --quant-cache file, included), the peak RSS and the KV
+ * cache's bytes. Each test runs REPS times after an untimed warm-up; the median and the best are reported.
+ * With --json, stdout holds exactly one JSON object (medians under pp_tok_s, tg_tok_s, audio_s_per_s,
+ * vision_ms; kv_type, depth, kv_bytes); progress goes to stderr.
  */
 #include "config.h"
 
@@ -30,8 +34,10 @@
 
 typedef struct {
   char *model_dir;
-  int threads, n_prompt, n_gen, reps;
-  char *quant, *quant_cache;
+  int threads, n_prompt, n_gen, depth, reps;
+  char *quant, *quant_cache, *kv_name;
+  G3nKvType kv_type;
+  gsize kv_bytes; /* the largest KV cache a text test held */
   double audio_seconds;
   gboolean image, json;
 } Options;
@@ -119,12 +125,22 @@ random_ids (GRand *rng, const G3nModel *model, int32_t *ids, int n)
     ids[i] = (int32_t) g_rand_int_range (rng, MIN (4, hi - 1), hi);
 }
 
-/* One prefill of n ids from an empty context; logits of the last token only, as a prompt needs. */
+/* Empties the context and fills it with `depth` ids (untimed). */
 static gboolean
-run_pp (G3nContext *ctx, const int32_t *ids, int n, float *logits, double *seconds, GError **error)
+fill_depth (G3nContext *ctx, const int32_t *ids, int depth, float *logits, GError **error)
 {
   g3n_context_reset (ctx);
-  G3nBatch b = { .n_tokens = n, .ids = ids, .logits = logits };
+  G3nBatch b = { .n_tokens = depth, .ids = ids, .logits = logits };
+  return depth == 0 || g3n_context_decode (ctx, &b, error);
+}
+
+/* One prefill of n ids after `depth` ids; logits of the last token only, as a prompt needs. */
+static gboolean
+run_pp (G3nContext *ctx, const int32_t *ids, int depth, int n, float *logits, double *seconds, GError **error)
+{
+  if (!fill_depth (ctx, ids, depth, logits, error))
+    return FALSE;
+  G3nBatch b = { .n_tokens = n, .ids = ids + depth, .logits = logits };
   double t0 = now_s ();
   gboolean ok = g3n_context_decode (ctx, &b, error);
   *seconds = now_s () - t0;
@@ -147,14 +163,12 @@ run_tg (G3nContext *ctx, const int32_t *prompt, int n_prompt, int n, float *logi
         GError **error)
 {
   int n_vocab = g3n_model_n_vocab (g3n_context_get_model (ctx));
-  g3n_context_reset (ctx);
-  G3nBatch b = { .n_tokens = n_prompt, .ids = prompt, .logits = logits };
-  if (!g3n_context_decode (ctx, &b, error))
+  if (!fill_depth (ctx, prompt, n_prompt, logits, error))
     return FALSE;
   double t0 = now_s ();
   for (int i = 0; i < n; i++) {
     int32_t next = argmax (logits, n_vocab);
-    b = (G3nBatch) { .n_tokens = 1, .ids = &next, .logits = logits };
+    G3nBatch b = { .n_tokens = 1, .ids = &next, .logits = logits };
     if (!g3n_context_decode (ctx, &b, error))
       return FALSE;
   }
@@ -172,26 +186,31 @@ logits_finite (const float *x, int n)
 }
 
 static gboolean
-bench_text (G3nModel *model, const Options *o, GRand *rng, GPtrArray *results, GError **error)
+bench_text (G3nModel *model, Options *o, GRand *rng, GPtrArray *results, GError **error)
 {
+  /* the generation test's prompt: the depth, or a chat turn's worth */
+  int tg_prompt = o->depth > 0 ? o->depth : TG_PROMPT, n_ids = MAX (o->depth + o->n_prompt, tg_prompt);
   G3nContextParams cp = g3n_context_default_params ();
-  cp.n_ctx = MAX (o->n_prompt, TG_PROMPT + o->n_gen) + 1;
+  cp.n_ctx = MAX (o->depth + o->n_prompt, tg_prompt + o->n_gen) + 1;
+  cp.kv_type = o->kv_type;
   G3nContext *ctx = g3n_context_new (model, &cp, error);
   if (!ctx)
     return FALSE;
   int n_vocab = g3n_model_n_vocab (model);
   g_autofree float *logits = g_new (float, n_vocab);
-  g_autofree int32_t *ids = g_new (int32_t, MAX (o->n_prompt, TG_PROMPT));
-  random_ids (rng, model, ids, MAX (o->n_prompt, TG_PROMPT));
-  g_autofree char *pp_name = g_strdup_printf ("pp%d", o->n_prompt);
-  g_autofree char *tg_name = g_strdup_printf ("tg%d", o->n_gen);
+  g_autofree int32_t *ids = g_new (int32_t, n_ids);
+  random_ids (rng, model, ids, n_ids);
+  g_autofree char *at = o->depth > 0 ? g_strdup_printf ("@d%d", o->depth) : g_strdup ("");
+  g_autofree char *pp_name = g_strdup_printf ("pp%d%s", o->n_prompt, at);
+  g_autofree char *tg_name = g_strdup_printf ("tg%d%s", o->n_gen, at);
   Result *pp = o->n_prompt > 0 ? result_new (results, pp_name, "tok/s", TRUE) : NULL;
   Result *tg = o->n_gen > 0 ? result_new (results, tg_name, "tok/s", TRUE) : NULL;
   double s;
   /* Warm-up: brings every weight page in and sizes the scratch buffers. */
-  gboolean ok = run_tg (ctx, ids, MIN (4, MAX (o->n_prompt, TG_PROMPT)), 2, logits, &s, error);
+  gboolean ok = run_tg (ctx, ids, 4, 2, logits, &s, error);
   for (int r = 0; ok && pp && r < o->reps; r++) {
-    ok = run_pp (ctx, ids, o->n_prompt, logits, &s, error);
+    ok = run_pp (ctx, ids, o->depth, o->n_prompt, logits, &s, error);
+    o->kv_bytes = MAX (o->kv_bytes, g3n_context_kv_bytes (ctx));
     if (ok) {
       double v = o->n_prompt / s;
       g_array_append_val (pp->values, v);
@@ -199,7 +218,8 @@ bench_text (G3nModel *model, const Options *o, GRand *rng, GPtrArray *results, G
     }
   }
   for (int r = 0; ok && tg && r < o->reps; r++) {
-    ok = run_tg (ctx, ids, TG_PROMPT, o->n_gen, logits, &s, error);
+    ok = run_tg (ctx, ids, tg_prompt, o->n_gen, logits, &s, error);
+    o->kv_bytes = MAX (o->kv_bytes, g3n_context_kv_bytes (ctx));
     if (ok) {
       double v = o->n_gen / s;
       g_array_append_val (tg->values, v);
@@ -334,9 +354,10 @@ print_json (const Options *o, const char *quant, double load_s, double quant_s, 
 {
   g_autoptr (GString) j = g_string_new ("{\n  \"model\": ");
   g_autofree char *model = g_strescape (o->model_dir, NULL);
-  g_string_append_printf (j, "\"%s\",\n  \"threads\": %d,\n  \"quant\": \"%s\",\n  \"isa\": \"%s\",\n"
-                          "  \"n_prompt\": %d,\n  \"n_gen\": %d,\n  \"reps\": %d",
-                          model, o->threads, quant, g3n_kernels_isa (), o->n_prompt, o->n_gen, o->reps);
+  g_string_append_printf (j, "\"%s\",\n  \"threads\": %d,\n  \"quant\": \"%s\",\n  \"kv_type\": \"%s\",\n"
+                          "  \"isa\": \"%s\",\n  \"n_prompt\": %d,\n  \"n_gen\": %d,\n  \"depth\": %d,\n  \"reps\": %d",
+                          model, o->threads, quant, g3n_kv_type_name (o->kv_type), g3n_kernels_isa (), o->n_prompt,
+                          o->n_gen, o->depth, o->reps);
   json_number (j, "load_s", load_s);
   if (quant_s > 0)
     json_number (j, "quantize_s", quant_s);
@@ -348,6 +369,8 @@ print_json (const Options *o, const char *quant, double load_s, double quant_s, 
   if (o->audio_seconds > 0)
     json_number (j, "audio_seconds", o->audio_seconds);
   json_result (j, results, "vision", "vision_ms", "vision_ms_best");
+  if (o->n_prompt + o->n_gen > 0)
+    g_string_append_printf (j, ",\n  \"kv_bytes\": %" G_GSIZE_FORMAT, o->kv_bytes);
   g_string_append_printf (j, ",\n  \"peak_rss_bytes\": %" G_GUINT64_FORMAT "\n}\n", peak_rss_bytes ());
   fputs (j->str, stdout);
 }
@@ -356,18 +379,21 @@ static void
 print_table (const Options *o, const char *quant, double load_s, double quant_s, const char *step, GPtrArray *results)
 {
   g_autofree char *base = g_path_get_basename (o->model_dir);
-  printf ("| model | quant | isa | threads | test | median | best | unit |\n");
-  printf ("| --- | --- | --- | ---: | --- | ---: | ---: | --- |\n");
+  printf ("| model | quant | kv | isa | threads | test | median | best | unit |\n");
+  printf ("| --- | --- | --- | --- | ---: | --- | ---: | ---: | --- |\n");
   for (guint i = 0; i < results->len; i++) {
     const Result *r = results->pdata[i];
     int digits = strcmp (r->unit, "s/s") == 0 ? 4 : 2; /* audio is well below 1 s/s */
-    printf ("| %s | %s | %s | %d | %s | %.*f | %.*f | %s |\n", base, quant, g3n_kernels_isa (), o->threads, r->name,
-            digits, result_median (r), digits, result_best (r), r->unit);
+    printf ("| %s | %s | %s | %s | %d | %s | %.*f | %.*f | %s |\n", base, quant, g3n_kv_type_name (o->kv_type),
+            g3n_kernels_isa (), o->threads, r->name, digits, result_median (r), digits, result_best (r), r->unit);
   }
   printf ("\nload %.2f s", load_s);
   if (quant_s > 0)
     printf (" (of which the weights %s in %.2f s)", step, quant_s);
-  printf (", peak RSS %.1f MiB, %d repetitions\n", peak_rss_bytes () / 1048576.0, o->reps);
+  printf (", peak RSS %.1f MiB", peak_rss_bytes () / 1048576.0);
+  if (o->n_prompt + o->n_gen > 0)
+    printf (", KV cache %.1f MiB (%s)", o->kv_bytes / 1048576.0, g3n_kv_type_name (o->kv_type));
+  printf (", %d repetitions\n", o->reps);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -408,13 +434,16 @@ quantised (const char *quant)
 }
 
 static gboolean
-check_options (const Options *o, GError **error)
+check_options (Options *o, GError **error)
 {
+  if (o->kv_name && !g3n_kv_type_from_string (o->kv_name, &o->kv_type, error))
+    return FALSE;
   const char *bad = !o->model_dir ? "--model is required"
                     : o->threads < 1 ? "--threads must be at least 1"
                     : o->reps < 1 ? "--repetitions must be at least 1"
-                    : o->n_prompt < 0 || o->n_gen < 0 ? "-p and -n must not be negative"
-                    : o->n_gen > 0 && o->n_gen + TG_PROMPT > 1 << 20 ? "-n is too large"
+                    : o->n_prompt < 0 || o->n_gen < 0 || o->depth < 0 ? "-p, -n and -d must not be negative"
+                    : o->n_gen + TG_PROMPT + o->depth > 1 << 20 || o->n_prompt + o->depth > 1 << 20
+                        ? "-p, -n or -d is too large"
                     : o->audio_seconds < 0 || o->audio_seconds > 30 ? "--audio-seconds must be in (0, 30]"
                     : o->quant_cache && !quantised (o->quant) ? "--quant-cache needs --quant q8_0 or q4_0"
                     : NULL;
@@ -436,6 +465,9 @@ parse_options (int *argc, char ***argv, Options *o, GError **error)
     { "n-prompt", 'p', 0, G_OPTION_ARG_INT, &o->n_prompt, "Prompt tokens of the pp test (default 512; 0 = skip)",
       "N" },
     { "n-gen", 'n', 0, G_OPTION_ARG_INT, &o->n_gen, "Generated tokens of the tg test (default 128; 0 = skip)", "N" },
+    { "n-depth", 'd', 0, G_OPTION_ARG_INT, &o->depth, "Tokens already in the context before each test (default 0)",
+      "N" },
+    { "kv-type", 0, 0, G_OPTION_ARG_STRING, &o->kv_name, "KV cache storage: f32 (default), f16 or bf16", "TYPE" },
     { "repetitions", 'r', 0, G_OPTION_ARG_INT, &o->reps, "Timed runs of each test (default 3)", "N" },
     { "audio-seconds", 0, 0, G_OPTION_ARG_DOUBLE, &o->audio_seconds,
       "Also time the audio path on S seconds of audio (up to 30)", "S" },
@@ -492,5 +524,6 @@ main (int argc, char **argv)
   g_free (o.model_dir);
   g_free (o.quant);
   g_free (o.quant_cache);
+  g_free (o.kv_name);
   return ok ? 0 : 1;
 }

@@ -61,6 +61,21 @@ gpointer g3n_matrix_quantize_by_input (const G3nMatrix *m, G3nQuantType type, G3
 guint16 g3n_f32_to_f16 (float f);
 float g3n_f16_to_f32 (guint16 h);
 
+/* Rows of 16-bit floats as the KV cache keeps them (half.c). Conversions round to nearest even and give the
+ * same bits on every ISA. g3n_from_f32: fp32 to F16, BF16 (or F32, a copy); g3n_half_to_f32: back, like
+ * g3n_to_f32 but with F16 vectorised too. */
+void g3n_from_f32 (G3nDType dtype, const float *src, void *dst, gsize n);
+void g3n_half_to_f32 (G3nDType dtype, const void *src, float *dst, gsize n);
+/* The attention of a decode step over n cached rows of F16/BF16 values (rows `ld` elements apart, each
+ * holding every KV head), widened in registers, for nq queries at once in groups of G sharing a KV head:
+ * query g (q_g = q + g·ldq) reads the d columns from (g / G)·d of each row, and
+ * scores[g·lds + i] = q_g · row_i, out[g·ldo + c] = Σ_i p[g·ldp + i] · row_i[c]. Rows are read once for all
+ * queries, in order. */
+void g3n_half_dots (G3nDType dtype, const float *q, gsize ldq, int nq, int G, const guint16 *rows, gsize ld, int n,
+                    int d, float *scores, gsize lds);
+void g3n_half_weighted_sum (G3nDType dtype, const float *p, gsize ldp, int nq, int G, const guint16 *rows, gsize ld,
+                            int n, int d, float *out, gsize ldo);
+
 /* Dot product of a stored weight row with fp32 x (vectorised for the CPU; see dot.c). */
 float g3n_dot_weight (G3nDType dtype, const void *w, const float *x, int n);
 /* out[0..4) = the dot products of four stored rows, ldw bytes apart, with x. */
