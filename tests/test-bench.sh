@@ -13,7 +13,11 @@ r = json.load(sys.stdin)
 for key in ("pp_tok_s", "tg_tok_s", "peak_rss_bytes"):
     if not isinstance(r.get(key), (int, float)) or not r[key] > 0:
         sys.exit("FAIL: %s missing or not positive: %r" % (key, r.get(key)))
-print("ok: pp %.1f tok/s, tg %.1f tok/s" % (r["pp_tok_s"], r["tg_tok_s"]))
+# the weight bytes a generated token reads, and the read rate they imply
+b = r.get("decode_bytes_per_token")
+if not isinstance(b, int) or not b > 0 or not r.get("tg_weight_gb_s", 0) > 0:
+    sys.exit("FAIL: decode_bytes_per_token %r / tg_weight_gb_s %r" % (b, r.get("tg_weight_gb_s")))
+print("ok: pp %.1f tok/s, tg %.1f tok/s, %d weight bytes per token" % (r["pp_tok_s"], r["tg_tok_s"], b))
 ' || exit 1
 # the quantised paths run too, and an unknown type is refused
 for q in q8_0 q4_0; do

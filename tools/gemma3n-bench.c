@@ -38,6 +38,7 @@ typedef struct {
   char *quant, *quant_cache, *kv_name;
   G3nKvType kv_type;
   gsize kv_bytes; /* the largest KV cache a text test held */
+  gsize decode_bytes; /* weight bytes one generated token reads (g3n_model_decode_bytes_per_token) */
   double audio_seconds;
   gboolean image, json;
 } Options;
@@ -371,6 +372,11 @@ print_json (const Options *o, const char *quant, double load_s, double quant_s, 
   json_result (j, results, "vision", "vision_ms", "vision_ms_best");
   if (o->n_prompt + o->n_gen > 0)
     g_string_append_printf (j, ",\n  \"kv_bytes\": %" G_GSIZE_FORMAT, o->kv_bytes);
+  const Result *tg = find_result (results, "tg");
+  if (tg) { /* the weight bytes a token reads, and the read rate the median generation speed implies */
+    g_string_append_printf (j, ",\n  \"decode_bytes_per_token\": %" G_GSIZE_FORMAT, o->decode_bytes);
+    json_number (j, "tg_weight_gb_s", result_median (tg) * o->decode_bytes / 1e9);
+  }
   g_string_append_printf (j, ",\n  \"peak_rss_bytes\": %" G_GUINT64_FORMAT "\n}\n", peak_rss_bytes ());
   fputs (j->str, stdout);
 }
@@ -394,6 +400,10 @@ print_table (const Options *o, const char *quant, double load_s, double quant_s,
   if (o->n_prompt + o->n_gen > 0)
     printf (", KV cache %.1f MiB (%s)", o->kv_bytes / 1048576.0, g3n_kv_type_name (o->kv_type));
   printf (", %d repetitions\n", o->reps);
+  const Result *tg = find_result (results, "tg");
+  if (tg)
+    printf ("a generated token reads %.3f GB of weights: %.1f GB/s at the median tg speed\n", o->decode_bytes / 1e9,
+            result_median (tg) * o->decode_bytes / 1e9);
 }
 
 /* ---------------------------------------------------------------- main */
@@ -502,6 +512,8 @@ main (int argc, char **argv)
   double load_s = now_s () - t0;
   const char *step = quant_step (&o, cache_existed);
   gboolean ok = model != NULL;
+  if (ok)
+    o.decode_bytes = g3n_model_decode_bytes_per_token (model);
   if (ok)
     fprintf (stderr, "gemma3n-bench: %s loaded in %.2f s (%s, %d threads, %s kernels)\n", o.model_dir, load_s, o.quant,
              o.threads, g3n_kernels_isa ());
