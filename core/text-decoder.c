@@ -611,15 +611,30 @@ final_hidden (const G3nModel *m, Work *w, float *out)
   rms_norm_rows (out, m->text.norm, (float) c->rms_norm_eps, T, H, out);
 }
 
+typedef struct {
+  float *logits;
+  float cap;
+} SoftcapJob;
+
+static void
+softcap_range (int begin, int end, gpointer data)
+{
+  SoftcapJob *j = data;
+  g3n_softcap (j->logits + begin, end - begin, j->cap);
+}
+
 static void
 lm_head (const G3nModel *m, const float *hidden, int n, float *logits)
 {
   const G3nTextConfig *c = &m->config->text;
   g3n_matmul (&m->text.lm_head, hidden, n, logits);
   float cap = (float) c->final_logit_softcapping;
-  if (cap > 0)
-    for (gsize i = 0; i < (gsize) n * c->vocab_size; i++)
-      logits[i] = tanhf (logits[i] / cap) * cap;
+  if (cap <= 0)
+    return;
+  /* a quarter of a million logits per token: on the pool, or decode waits on one thread for it */
+  SoftcapJob j = { logits, cap };
+  for (int t = 0; t < n; t++, j.logits += c->vocab_size)
+    g3n_parallel_for (c->vocab_size, 16384, softcap_range, &j);
 }
 
 /* ---------------------------------------------------------------------------------- driver */

@@ -114,8 +114,10 @@ void g3n_gelu_tanh (float *x, gsize n);
 /* Softmax over n values in place. */
 void g3n_softmax (float *x, int n);
 float g3n_dot (const float *a, const float *b, int n);
-/* y += a * x */
+/* y += a * x (x and y must not overlap) */
 void g3n_axpy (float a, const float *x, float *y, int n);
+/* x = cap · tanh(x / cap), in place: Gemma's logit soft-capping, vectorisable (no libm call). */
+void g3n_softcap (float *x, gsize n, float cap);
 
 G_END_DECLS
 
