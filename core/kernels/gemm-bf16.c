@@ -585,27 +585,10 @@ table (void)
 
 /* ------------------------------------------------------------------------------- scratch */
 
-/* Per-thread buffers kept between calls: a prefill makes hundreds of products of the same few shapes, and
- * fresh multi-MiB allocations would be page-faulted in every time. */
+/* Per-thread buffers kept between calls (g3n_thread_scratch): the packed activation panels and the partial
+ * sums between K blocks. */
 static GPrivate pack_key = G_PRIVATE_INIT (free), sums_key = G_PRIVATE_INIT (free);
 static GPrivate pack_size_key, sums_size_key;
-
-static void *
-scratch (GPrivate *key, GPrivate *size_key, gsize bytes)
-{
-  gsize have = GPOINTER_TO_SIZE (g_private_get (size_key));
-  void *buf = g_private_get (key);
-  if (!buf || have < bytes) {
-    void *fresh = NULL;
-    bytes = MAX (bytes, have + have / 4);
-    if (posix_memalign (&fresh, 64, bytes) != 0)
-      g_error ("gemm: out of memory for %" G_GSIZE_FORMAT " bytes", bytes);
-    g_private_replace (key, fresh); /* frees the old one */
-    g_private_set (size_key, GSIZE_TO_POINTER (bytes));
-    buf = fresh;
-  }
-  return buf;
-}
 
 /* -------------------------------------------------------------------------------- driver */
 
@@ -704,7 +687,7 @@ gemm_part (int begin, int end, gpointer data)
   float *sums = NULL;
   const int KB = g->kc;
   if (K > KB) /* partial sums of a row group's tiles for one chunk, between K blocks */
-    sums = scratch (&sums_key, &sums_size_key,
+    sums = g3n_thread_scratch (&sums_key, &sums_size_key,
                     (gsize) MIN (ROW_GROUP, rt1 - rt0) * MIN (chunk, b1 - b0) * MR * g->tb * sizeof (float));
   float out[MR * TB_MAX] __attribute__ ((aligned (64)));
 
@@ -753,7 +736,7 @@ g3n_gemm (const G3nMatrix *m, const float *x, int n, float *y)
   g.n_tiles = (m->rows + MR - 1) / MR;
   /* a pair panel row holds two k: K rounded up to even, halved */
   g.panel = (gsize) g.tb * (g.pairs ? (gsize) (m->cols + 1) / 2 : (gsize) m->cols);
-  g.xp = scratch (&pack_key, &pack_size_key, g.panel * g.n_blocks * 4);
+  g.xp = g3n_thread_scratch (&pack_key, &pack_size_key, g.panel * g.n_blocks * 4);
   g3n_parallel_for (g.n_blocks, 1, pack_blocks, &g);
 
   /* Threads split the weight rows (each streams its share of the weights once per token chunk); with too

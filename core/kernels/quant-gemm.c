@@ -621,28 +621,10 @@ kernel_for (G3nQuantType type)
 
 /* ------------------------------------------------------------------------------- scratch */
 
-/* Per-thread buffers kept between calls: the calling thread's token tiles (a prefill makes hundreds of
- * products of the same few shapes, and fresh multi-MiB allocations would be page-faulted in every time),
- * and each thread's repacked weight tile (36 KiB, too much for the stack of an application's thread). */
+/* Per-thread buffers kept between calls (g3n_thread_scratch): the calling thread's token tiles and each
+ * thread's repacked weight tile (36 KiB, too much for the stack of an application's thread). */
 static GPrivate tokens_key = G_PRIVATE_INIT (free), tokens_size_key;
 static GPrivate tile_key = G_PRIVATE_INIT (free), tile_size_key;
-
-static void *
-scratch (GPrivate *key, GPrivate *size_key, gsize bytes)
-{
-  gsize have = GPOINTER_TO_SIZE (g_private_get (size_key));
-  void *buf = g_private_get (key);
-  if (!buf || have < bytes) {
-    void *fresh = NULL;
-    bytes = MAX (bytes, have + have / 4);
-    if (posix_memalign (&fresh, 64, bytes) != 0)
-      g_error ("quant-gemm: out of memory for %" G_GSIZE_FORMAT " bytes", bytes);
-    g_private_replace (key, fresh); /* frees the old one */
-    g_private_set (size_key, GSIZE_TO_POINTER (bytes));
-    buf = fresh;
-  }
-  return buf;
-}
 
 /* -------------------------------------------------------------------------------- driver */
 
@@ -754,7 +736,7 @@ gemm_part (int begin, int end, gpointer data)
     rt0 = begin, rt1 = end;
   /* one repacked weight tile: RT·KCB·32 codes of up to 2 bytes, scales and corrections (64-byte aligned) */
   const gsize codes = RT_MAX * KCB * G3N_QBLOCK * 2, scales = RT_MAX * KCB * sizeof (float);
-  guint8 *w = scratch (&tile_key, &tile_size_key, codes + 2 * scales);
+  guint8 *w = g3n_thread_scratch (&tile_key, &tile_size_key, codes + 2 * scales);
   float *dw = (float *) (w + codes);
   gint32 *wc = (gint32 *) (w + codes + scales);
   for (int c0 = tt0; c0 < tt1; c0 += g->chunk) {
@@ -800,7 +782,7 @@ g3n_quant_gemm (const G3nMatrix *m, const float *x, int n, float *y)
   g.tile_codes = (gsize) g.nb * G3N_QBLOCK * k->mt * k->xsize;
   gsize scales = (gsize) g.n_ttiles * g.nb * k->mt;
   gsize bytes = g.tile_codes * g.n_ttiles + scales * (sizeof (float) + sizeof (gint32));
-  g.codes = scratch (&tokens_key, &tokens_size_key, bytes);
+  g.codes = g3n_thread_scratch (&tokens_key, &tokens_size_key, bytes);
   g.dx = (float *) (g.codes + g.tile_codes * g.n_ttiles);
   g.xc = (gint32 *) (g.dx + scales);
   g3n_parallel_for (g.n_ttiles, 1, quantise_tiles, &g);

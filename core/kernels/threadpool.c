@@ -137,3 +137,20 @@ g3n_kernels_set_threads (int n_threads)
   /* The pool is sized at first use; later calls can only use fewer of its workers. */
   requested_threads = n_threads > 0 ? n_threads : 0;
 }
+
+void *
+g3n_thread_scratch (GPrivate *key, GPrivate *size_key, gsize bytes)
+{
+  gsize have = GPOINTER_TO_SIZE (g_private_get (size_key));
+  void *buf = g_private_get (key);
+  if (!buf || have < bytes) {
+    void *fresh = NULL;
+    bytes = MAX (bytes, have + have / 4);
+    if (posix_memalign (&fresh, 64, bytes) != 0)
+      g_error ("kernels: out of memory for %" G_GSIZE_FORMAT " bytes of scratch", bytes);
+    g_private_replace (key, fresh); /* frees the old one */
+    g_private_set (size_key, GSIZE_TO_POINTER (bytes));
+    buf = fresh;
+  }
+  return buf;
+}

@@ -15,6 +15,12 @@ typedef void (*G3nRangeFn) (int begin, int end, gpointer data);
  * results are the same, only slower. `grain` is the smallest range worth giving a thread. */
 void g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data);
 
+/* A buffer of at least `bytes` (64-byte aligned) owned by the calling thread and kept between calls: a
+ * prefill makes hundreds of products of the same few shapes, and fresh multi-MiB allocations would be
+ * page-faulted in every time. `key` (G_PRIVATE_INIT (free)) holds the buffer, `size_key` its size; it
+ * grows by at least a quarter when too small. */
+void *g3n_thread_scratch (GPrivate *key, GPrivate *size_key, gsize bytes);
+
 /* Threads the kernels use (g3n_kernels_set_threads; default: online cores). */
 int g3n_kernels_threads (void);
 
