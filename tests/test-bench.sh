@@ -55,5 +55,15 @@ if "$bench" --model "$srcdir/tests/data/mm-tiny" --kv-type q4 -p 1 -n 1 -r 1 >/d
   echo "FAIL: --kv-type q4 was accepted"
   exit 1
 fi
-echo "2 passed, 0 failed"
+# tools/quant-accuracy: one table row per comparison, and a missing model folder refused
+acc=$("$builddir/tools/quant-accuracy" "$srcdir/tests/data/mm-tiny" 8) || { echo "FAIL: quant-accuracy exited with an error"; exit 1; }
+for row in "fp32, token by token" "bf16 activations" "q8_0" "q4_0"; do
+  printf '%s\n' "$acc" | grep -q "^| $row | .*/8 " || { echo "FAIL: quant-accuracy has no '$row' row"; exit 1; }
+done
+if "$builddir/tools/quant-accuracy" "$srcdir/tests/data/no-such-model" 8 >/dev/null 2>&1; then
+  echo "FAIL: quant-accuracy accepted a missing model folder"
+  exit 1
+fi
+echo "ok: quant-accuracy reports its four rows"
+echo "3 passed, 0 failed"
 exit 0

@@ -84,22 +84,11 @@ compare (const char *dir)
   g_autofree int32_t *gen_fast = generate (m, prompt, P, N);
   g3n_kernels_set_bf16_activations (FALSE);
 
-  double max_diff = 0, sum_diff = 0, max_ref = 0;
-  int agree = 0;
-  for (int t = 0; t < T; t++) {
-    const float *a = fast + (gsize) t * V, *b = exact + (gsize) t * V;
-    for (int v = 0; v < V; v++) {
-      double d = fabs ((double) a[v] - b[v]);
-      max_diff = isnan (d) ? INFINITY : fmax (max_diff, d);
-      sum_diff += d;
-      max_ref = fmax (max_ref, fabs (b[v]));
-    }
-    agree += argmax (a, V) == argmax (b, V);
-  }
-  double rel = max_diff / max_ref;
-  check (rel <= 0.2 && agree >= 0.75 * T,
+  LogitDiff q = logit_diff (fast, exact, T, V);
+  double rel = q.max_diff / q.max_ref;
+  check (rel <= 0.2 && q.agree >= 0.75 * T,
          "%s (%s): bf16 activations vs exact: max |dlogit| %.4f (rel %.3g <= 0.2), mean %.5f, top-1 agreement "
-         "%d/%d (>= 75%%)", dir, g3n_kernels_isa (), max_diff, rel, sum_diff / ((double) T * V), agree, T);
+         "%d/%d (>= 75%%)", dir, g3n_kernels_isa (), q.max_diff, rel, q.mean_diff, q.agree, T);
 
   /* Teacher-forced: the reference's prompt + generated ids as one batch; the prediction at each generation
    * position against the reference's greedy id. Free of the cascade of free-running generation, where the

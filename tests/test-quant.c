@@ -396,23 +396,12 @@ test_decoder (const char *dir, G3nQuantType type, double max_rel, double min_top
          g3n_quant_type_name (type));
   gsize after = g3n_model_text_weight_bytes (m);
   g_autofree float *want = logits_chunked (ref, ids, T, T), *got = logits_chunked (m, ids, T, T);
-  double max_diff = 0, sum_diff = 0, max_ref = 0;
-  int agree = 0;
-  for (int t = 0; t < T; t++) {
-    const float *a = got + (gsize) t * V, *b = want + (gsize) t * V;
-    for (int v = 0; v < V; v++) {
-      double d = fabs ((double) a[v] - b[v]);
-      max_diff = isnan (d) ? INFINITY : fmax (max_diff, d);
-      sum_diff += d;
-      max_ref = fmax (max_ref, fabs (b[v]));
-    }
-    agree += argmax (a, V) == argmax (b, V);
-  }
-  double rel = max_diff / max_ref, top1 = (double) agree / T;
+  LogitDiff q = logit_diff (got, want, T, V);
+  double max_ref = q.max_ref, rel = q.max_diff / max_ref, top1 = (double) q.agree / T;
   check (rel <= max_rel && top1 >= min_top1,
          "%s %s vs unquantised: max |dlogit| %.4f (rel %.3g <= %.3g), mean %.5f, top-1 agreement %d/%d (>= %.0f%%); "
          "text weights %" G_GSIZE_FORMAT " -> %" G_GSIZE_FORMAT " bytes",
-         dir, g3n_quant_type_name (type), max_diff, rel, max_rel, sum_diff / ((double) T * V), agree, T,
+         dir, g3n_quant_type_name (type), q.max_diff, rel, max_rel, q.mean_diff, q.agree, T,
          min_top1 * 100, before, after);
   check (after < before * (type == G3N_QUANT_Q8_0 ? 0.75 : 0.5), "%s: quantised weights take less memory",
          g3n_quant_type_name (type));

@@ -1,5 +1,6 @@
 /* test-util.h — what every C test of the project shares: one line per check ("ok   …" / "FAIL …"), the
- * closing "N passed, M failed" line the CI reads, and the relative error the fixtures' tolerances use. */
+ * closing "N passed, M failed" line the CI reads, the relative error the fixtures' tolerances use, and the
+ * logit comparisons (tools/quant-accuracy uses those too). */
 #ifndef G3N_TEST_UTIL_H
 #define G3N_TEST_UTIL_H
 
@@ -9,7 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 
-static int test_passed, test_failed;
+static G_GNUC_UNUSED int test_passed, test_failed;
 
 static G_GNUC_UNUSED void G_GNUC_PRINTF (2, 3)
 check (gboolean ok, const char *fmt, ...)
@@ -77,6 +78,33 @@ argmax (const float *v, int n)
   for (int i = 1; i < n; i++)
     best = v[i] > v[best] ? i : best;
   return best;
+}
+
+
+/* How far logits `got` [T, V] are from `want`: largest and mean |got - want| (NaN counts as infinite),
+ * largest |want| for scale, and at how many positions both pick the same top token. */
+typedef struct {
+  double max_diff, mean_diff, max_ref;
+  int agree;
+} LogitDiff;
+
+static G_GNUC_UNUSED LogitDiff
+logit_diff (const float *got, const float *want, int T, int V)
+{
+  LogitDiff r = { 0 };
+  double sum = 0;
+  for (int t = 0; t < T; t++) {
+    const float *a = got + (gsize) t * V, *b = want + (gsize) t * V;
+    for (int v = 0; v < V; v++) {
+      double d = fabs ((double) a[v] - b[v]);
+      r.max_diff = isnan (d) ? INFINITY : fmax (r.max_diff, d);
+      sum += d;
+      r.max_ref = fmax (r.max_ref, fabs (b[v]));
+    }
+    r.agree += argmax (a, V) == argmax (b, V);
+  }
+  r.mean_diff = sum / ((double) T * V);
+  return r;
 }
 
 #endif
