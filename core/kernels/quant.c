@@ -285,14 +285,22 @@ typedef struct {
   float *y;
 } QJob;
 
-static inline void
-qdot_one (const QJob *j, int r, int t)
+/* weight row r · activation row t */
+static inline float
+qdot (const QJob *j, int r, int t)
 {
   const G3nMatrix *m = j->m;
   int nb = j->a->nb;
   gsize at = (gsize) t * nb;
-  j->y[(gsize) t * m->rows + r] = j->dot ((const guint8 *) m->data + r * j->row_bytes, m->scales + (gsize) r * nb,
-                                          j->a->q + at * G3N_QBLOCK, j->a->d + at, j->a->s + at, nb);
+  return j->dot ((const guint8 *) m->data + r * j->row_bytes, m->scales + (gsize) r * nb, j->a->q + at * G3N_QBLOCK,
+                 j->a->d + at, j->a->s + at, nb);
+}
+
+/* y[t, r] = weight row r · activation row t */
+static inline void
+qdot_one (const QJob *j, int r, int t)
+{
+  j->y[(gsize) t * j->m->rows + r] = qdot (j, r, t);
 }
 
 static void
@@ -363,19 +371,16 @@ matmul_by_input (const G3nMatrix *m, const float *x, int n, float *y)
 }
 
 typedef struct {
-  const QJob *q; /* its y is a scratch row: qdot_one writes at the weight row's own index */
+  const QJob *q;
   const int *rows;
-  float *out;
 } QRowsJob;
 
 static void
 q_selected (int begin, int end, gpointer data)
 {
   QRowsJob *j = data;
-  for (int i = begin; i < end; i++) {
-    qdot_one (j->q, j->rows[i], 0);
-    j->out[i] = j->q->y[j->rows[i]];
-  }
+  for (int i = begin; i < end; i++)
+    j->q->y[i] = qdot (j->q, j->rows[i], 0);
 }
 
 void
@@ -408,12 +413,10 @@ g3n_matmul_quant_rows (const G3nMatrix *m, const float *x, const int *rows, int 
 {
   G3nQ8Rows a;
   quantize_for_dots (&a, m, x, 1);
-  float *scratch = g_new (float, m->rows);
-  QJob q = { m, &a, g3n_qdot_kernel (m->quant), g3n_quant_row_bytes (m->quant, m->cols), 1, scratch };
-  QRowsJob j = { &q, rows, y };
+  QJob q = { m, &a, g3n_qdot_kernel (m->quant), g3n_quant_row_bytes (m->quant, m->cols), 1, y };
+  QRowsJob j = { &q, rows }; /* y[i] = row rows[i] · x */
   g3n_parallel_for (n_rows, MAX (1, 65536 / MAX (m->cols, 1)), q_selected, &j);
   g3n_q8_rows_clear (&a);
-  g_free (scratch);
 }
 
 void
