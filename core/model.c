@@ -437,10 +437,10 @@ release_pages (const void *p, gsize n)
 static void
 lay_out_sparse_layers (G3nModel *m)
 {
-  const G3nTextConfig *c = &m->config->text;
-  for (int l = 0; l < c->num_hidden_layers; l++) {
-    G3nMatrix *mat = &m->text.layers[l].down_proj, t;
-    if (c->activation_sparsity[l] <= 0 || mat->by_input || mat->quant != G3N_QUANT_NONE)
+  GArray *list = g3n_model_text_matrices (m); /* its by_input marks them */
+  for (guint i = 0; i < list->len; i++) {
+    G3nMatrix *mat = g_array_index (list, G3nTextMatrix, i).matrix, t;
+    if (!g_array_index (list, G3nTextMatrix, i).by_input || mat->by_input || mat->quant != G3N_QUANT_NONE)
       continue;
     if (!m->quant_buffers)
       m->quant_buffers = g_ptr_array_new_with_free_func (g_free);
@@ -448,6 +448,7 @@ lay_out_sparse_layers (G3nModel *m)
     release_pages (mat->data, g3n_matrix_bytes (mat));
     *mat = t;
   }
+  g_array_unref (list);
 }
 
 void

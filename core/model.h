@@ -65,7 +65,7 @@ struct _G3nModel {
 typedef struct {
   G3nMatrix *matrix;
   char *name;           /* e.g. "model.language_model.layers.3.mlp.down_proj.weight" */
-  gboolean by_input;    /* quantised stored by input feature: the activation-sparse layers' down_proj */
+  gboolean by_input;    /* stored by input feature, float (from load) or quantised: the sparse layers' down_proj */
   gboolean quantizable; /* at least one block wide as stored; narrower ones stay as in the checkpoint */
 } G3nTextMatrix;
 
