@@ -56,7 +56,10 @@ if "$bench" --model "$srcdir/tests/data/mm-tiny" --kv-type q4 -p 1 -n 1 -r 1 >/d
   exit 1
 fi
 # tools/quant-accuracy: one table row per comparison, and a missing model folder refused
-acc=$("$builddir/tools/quant-accuracy" "$srcdir/tests/data/mm-tiny" 8) || { echo "FAIL: quant-accuracy exited with an error"; exit 1; }
+acc=$("$builddir/tools/quant-accuracy" "$srcdir/tests/data/mm-tiny" 8) || {
+  echo "FAIL: quant-accuracy exited with an error"
+  exit 1
+}
 for row in "fp32, token by token" "bf16 activations" "q8_0" "q4_0"; do
   printf '%s\n' "$acc" | grep -q "^| $row | .*/8 " || { echo "FAIL: quant-accuracy has no '$row' row"; exit 1; }
 done
