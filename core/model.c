@@ -161,7 +161,6 @@ bind_embedder (G3nModel *m, const char *name, int vocab, int mm_hidden, G3nEmbed
 }
 
 static G3nModel *load_checked (const char *dir, GError **error);
-static void lay_out_sparse_layers (G3nModel *m);
 
 G3nModel *
 g3n_model_load (const char *dir, GError **error)
@@ -186,6 +185,7 @@ load_checked (const char *dir, GError **error)
   m->ref_count = 1;
   m->path = g_strdup (dir);
   m->f32_copies = g_ptr_array_new_with_free_func (g_free);
+  g_mutex_init (&m->layout_lock);
   m->config = g3n_config_load (dir, error);
   if (m->config)
     m->store = g3n_tensor_store_open (dir, error);
@@ -197,7 +197,6 @@ load_checked (const char *dir, GError **error)
     g3n_model_unref (m);
     return NULL;
   }
-  lay_out_sparse_layers (m);
   return m;
 }
 
@@ -223,6 +222,7 @@ g3n_model_unref (G3nModel *m)
   g_free ((gpointer) m->identity);
   g3n_tensor_store_free (m->store);
   g3n_config_free (m->config);
+  g_mutex_clear (&m->layout_lock);
   g_free (m->path);
   g_free (m);
 }
@@ -431,14 +431,15 @@ release_pages (const void *p, gsize n)
     madvise ((void *) begin, end - begin, MADV_DONTNEED);
 }
 
-/* Lays the sparse layers' down_proj out by input (see G3nMatrix.by_input) so that decode reads only the
- * rows of the ~5% non-zero activations: E2B's first 10 layers then read 16 MB instead of 335 MB of it per
- * token. The copy replaces the mapped pages (released), so memory stays the same. */
-static void
-lay_out_sparse_layers (G3nModel *m)
+/* The sparse layers' down_proj by input (see G3nMatrix.by_input) lets decode read only the rows of the ~5%
+ * non-zero activations: E2B's first 10 layers then read 16 MB instead of 335 MB of it per token. The copy
+ * replaces the mapped pages (released), so memory stays the same. */
+void
+g3n_model_lay_out_sparse_layers (G3nModel *m)
 {
-  GArray *list = g3n_model_text_matrices (m); /* its by_input marks them */
-  for (guint i = 0; i < list->len; i++) {
+  g_mutex_lock (&m->layout_lock);
+  GArray *list = m->laid_out ? NULL : g3n_model_text_matrices (m); /* its by_input marks them */
+  for (guint i = 0; list && i < list->len; i++) {
     G3nMatrix *mat = g_array_index (list, G3nTextMatrix, i).matrix, t;
     if (!g_array_index (list, G3nTextMatrix, i).by_input || mat->by_input || mat->quant != G3N_QUANT_NONE)
       continue;
@@ -448,7 +449,10 @@ lay_out_sparse_layers (G3nModel *m)
     release_pages (mat->data, g3n_matrix_bytes (mat));
     *mat = t;
   }
-  g_array_unref (list);
+  if (list)
+    g_array_unref (list);
+  m->laid_out = TRUE;
+  g_mutex_unlock (&m->layout_lock);
 }
 
 void

@@ -58,6 +58,8 @@ struct _G3nModel {
   G3nQuantType quant;   /* g3n_model_quantize */
   GPtrArray *quant_buffers; /* storage of matrices we made: quantised, or laid out by input */
   G3nSafetensors *quant_file; /* or their mapping, g3n_model_load_quantized (quant-file.c) */
+  GMutex layout_lock;         /* g3n_model_lay_out_sparse_layers, once */
+  gboolean laid_out;
 };
 
 /* A text-decoder matrix that quantisation replaces, with the checkpoint tensor it was bound from: the one
@@ -68,6 +70,11 @@ typedef struct {
   gboolean by_input;    /* stored by input feature, float (from load) or quantised: the sparse layers' down_proj */
   gboolean quantizable; /* at least one block wide as stored; narrower ones stay as in the checkpoint */
 } G3nTextMatrix;
+
+/* Lays the float sparse layers' down_proj out by input (once; the first context does it): not at load,
+ * because quantising or loading quantised weights replaces those matrices, and the copies would only add
+ * to the peak memory of start-up. */
+void g3n_model_lay_out_sparse_layers (G3nModel *m);
 
 /* The text decoder's large matrices in a fixed order (G3nTextMatrix; g_array_unref frees the names too). */
 GArray *g3n_model_text_matrices (G3nModel *m);

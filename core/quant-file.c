@@ -1,4 +1,4 @@
-/* quant-file.c — the quantised-weights file: what g3n_model_quantize computes, saved once and mapped back.
+/* quant-file.c — the quantised-weights file: what g3n_model_quantize computes, saved once and read back.
  *
  * It is a safetensors file, so the reader's byte-level validation (header, offsets, sizes, alignment,
  * overlaps, truncation) covers it and common tools can inspect it. Per quantised matrix, named after the
@@ -13,9 +13,9 @@
  * a type; "padding" is the first U8 tensor and sized so the codes that follow start on a cache line (each
  * matrix's codes are a multiple of 16 bytes, as the rows of a heap-quantised matrix are 16-byte aligned).
  *
- * Loading checks the whole file against the model before it replaces anything, then points the matrices
- * into the mapping: nothing is copied, so the pages are file-backed and the kernel may drop and re-read
- * them. Code and scale values are not checked: any byte is a valid code and no value makes a kernel read
+ * Loading reads the file into memory in huge pages (g3n_safetensors_open_resident: a mapping of the page
+ * cache would be in 4 KiB pages, whose TLB misses cost decode ~5-10%), checks the whole file against the
+ * model before it replaces anything, then points the matrices into that one copy. Code and scale values are not checked: any byte is a valid code and no value makes a kernel read
  * out of bounds (a corrupted file gives wrong numbers, like a corrupted checkpoint); hashing the data would
  * cost about what the file saves.
  */
@@ -227,7 +227,7 @@ load_file (G3nModel *m, const char *path, G3nQuantType want, GError **error)
     return refuse (error, G3N_ERROR_INVALID_ARGUMENT, path,
                    "cannot load quantised weights into %s: it already holds %s weights", m->path,
                    g3n_quant_type_name (m->quant));
-  G3nSafetensors *f = g3n_safetensors_open (path, error);
+  G3nSafetensors *f = g3n_safetensors_open_resident (path, error); /* in huge pages: see g3n_weights_alloc */
   if (!f)
     return FALSE;
   GArray *list = g3n_model_text_matrices (m);

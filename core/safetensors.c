@@ -3,14 +3,21 @@
  * The format: 8 bytes little-endian header length N, N bytes of JSON mapping tensor names to
  * {dtype, shape, data_offsets}, then the data region. Every header entry is checked before any byte of
  * tensor data is used, so a truncated or hostile file is refused with a message instead of read out of
- * bounds. Tensor data is never copied: tensors point into the read-only mapping.
+ * bounds. Tensors point into the read-only mapping (or, for g3n_safetensors_open_resident, into the file's
+ * one copy in memory); their data is never copied.
  */
 #include "safetensors.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* Real headers are a few hundred KiB (E4B: ~3000 tensors); anything far beyond is corrupt or hostile. */
 #define MAX_HEADER_BYTES (100u * 1024u * 1024u)
@@ -98,7 +105,7 @@ g3n_tensor_expect (const G3nTensor *t, const char *name, const char *origin, int
 
 struct _G3nSafetensors {
   char *path;
-  GMappedFile *map;
+  GBytes *contents; /* the mapping, or the file read into memory */
   GStringChunk *names;
   GArray *tensors;     /* G3nTensor */
   GHashTable *by_name; /* name -> index + 1 */
@@ -241,8 +248,8 @@ parse_metadata (G3nSafetensors *st, JsonNode *node, GError **error)
 static gboolean
 parse_header (G3nSafetensors *st, GError **error)
 {
-  const guint8 *bytes = (const guint8 *) g_mapped_file_get_contents (st->map);
-  guint64 size = g_mapped_file_get_length (st->map);
+  gsize size = 0;
+  const guint8 *bytes = g_bytes_get_data (st->contents, &size);
   if (size < 8)
     return fail (error, st->path, "file is %" G_GUINT64_FORMAT " bytes, too short for a safetensors header", size);
   guint64 n = 0;
@@ -280,8 +287,68 @@ parse_header (G3nSafetensors *st, GError **error)
   return check_no_overlap (st, error);
 }
 
-G3nSafetensors *
-g3n_safetensors_open (const char *path, GError **error)
+void *
+g3n_weights_alloc (gsize bytes)
+{
+  const gsize huge = 2u << 20, line = 64;
+  gsize align = bytes < huge ? line : huge;     /* cache lines at least, as the tensors inside expect */
+  bytes = (MAX (bytes, 1) + align - 1) & ~(align - 1); /* aligned_alloc wants a multiple of the alignment */
+  void *p = aligned_alloc (align, bytes);
+  if (!p)
+    g_error ("out of memory for %" G_GSIZE_FORMAT " bytes of weights", bytes);
+#ifdef MADV_HUGEPAGE
+  if (align == huge)
+    madvise (p, bytes, MADV_HUGEPAGE); /* advice only: without it the memory works the same */
+#endif
+  return p;
+}
+
+static GBytes *
+map_file (const char *path, GError **error)
+{
+  g_autoptr (GError) merr = NULL;
+  GMappedFile *map = g_mapped_file_new (path, FALSE, &merr);
+  if (!map) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_IO, "%s", merr->message);
+    return NULL;
+  }
+  GBytes *b = g_mapped_file_get_bytes (map);
+  g_mapped_file_unref (map);
+  return b;
+}
+
+static GBytes *
+read_file (const char *path, GError **error)
+{
+  int fd = g_open (path, O_RDONLY | O_CLOEXEC, 0);
+  struct stat st;
+  if (fd < 0 || fstat (fd, &st) != 0) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_IO, "%s: %s", path, g_strerror (errno));
+    if (fd >= 0)
+      close (fd);
+    return NULL;
+  }
+  gsize size = (gsize) st.st_size, done = 0;
+  guint8 *buf = g3n_weights_alloc (size);
+  while (done < size) {
+    gssize got = read (fd, buf + done, MIN (size - done, (gsize) 1 << 30));
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0) {
+      g_set_error (error, G3N_ERROR, G3N_ERROR_IO, "%s: %s after %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT " bytes", path,
+                   got < 0 ? g_strerror (errno) : "file shrank", done, size);
+      close (fd);
+      g_free (buf);
+      return NULL;
+    }
+    done += (gsize) got;
+  }
+  close (fd);
+  return g_bytes_new_with_free_func (buf, size, g_free, buf);
+}
+
+static G3nSafetensors *
+open_contents (const char *path, gboolean resident, GError **error)
 {
   G3nSafetensors *st = g_new0 (G3nSafetensors, 1);
   st->path = g_strdup (path);
@@ -289,15 +356,24 @@ g3n_safetensors_open (const char *path, GError **error)
   st->tensors = g_array_new (FALSE, FALSE, sizeof (G3nTensor));
   st->by_name = g_hash_table_new (g_str_hash, g_str_equal);
   st->metadata = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr (GError) merr = NULL;
-  st->map = g_mapped_file_new (path, FALSE, &merr);
-  if (!st->map)
-    g_set_error (error, G3N_ERROR, G3N_ERROR_IO, "%s", merr->message);
-  if (!st->map || !parse_header (st, error)) {
+  st->contents = resident ? read_file (path, error) : map_file (path, error);
+  if (!st->contents || !parse_header (st, error)) {
     g3n_safetensors_free (st);
     return NULL;
   }
   return st;
+}
+
+G3nSafetensors *
+g3n_safetensors_open (const char *path, GError **error)
+{
+  return open_contents (path, FALSE, error);
+}
+
+G3nSafetensors *
+g3n_safetensors_open_resident (const char *path, GError **error)
+{
+  return open_contents (path, TRUE, error);
 }
 
 void
@@ -305,8 +381,8 @@ g3n_safetensors_free (G3nSafetensors *st)
 {
   if (!st)
     return;
-  if (st->map)
-    g_mapped_file_unref (st->map);
+  if (st->contents)
+    g_bytes_unref (st->contents);
   g_hash_table_destroy (st->by_name);
   g_hash_table_destroy (st->metadata);
   g_array_free (st->tensors, TRUE);

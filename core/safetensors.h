@@ -46,10 +46,19 @@ char *g3n_shape_to_string (int ndim, const int64_t *shape);
 gboolean g3n_tensor_expect (const G3nTensor *t, const char *name, const char *origin, int ndim, const int64_t *shape,
                             GError **error);
 
+/* Memory for weights, free with g_free(): 64-byte aligned, and from 2 MiB on in transparent huge pages
+ * where the kernel allows. Decode
+ * reads a gigabyte of weights per token, and with 4 KiB pages the TLB misses (dearer still under a
+ * hypervisor) cost the compute-bound quantised kernels ~10%; the sparse layers' scattered rows twice that. */
+void *g3n_weights_alloc (gsize bytes);
+
 /* A single safetensors file, mapped read-only, with every header entry validated at open. */
 typedef struct _G3nSafetensors G3nSafetensors;
 
 G3nSafetensors *g3n_safetensors_open (const char *path, GError **error);
+/* The same, with the file read into memory from g3n_weights_alloc() instead of mapped: the quantised-weights
+ * file, whose copy the page cache would only hold in small pages. */
+G3nSafetensors *g3n_safetensors_open_resident (const char *path, GError **error);
 void g3n_safetensors_free (G3nSafetensors *st);
 guint g3n_safetensors_count (const G3nSafetensors *st);
 const G3nTensor *g3n_safetensors_nth (const G3nSafetensors *st, guint i);

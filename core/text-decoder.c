@@ -789,6 +789,7 @@ g3n_context_new (G3nModel *model, const G3nContextParams *params, GError **error
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "unknown KV cache type %d", (int) p.kv_type);
     return NULL;
   }
+  g3n_model_lay_out_sparse_layers (model);
   G3nContext *ctx = g_new0 (G3nContext, 1);
   ctx->model = g3n_model_ref (model);
   ctx->n_ctx = p.n_ctx ? p.n_ctx : c->max_position_embeddings;

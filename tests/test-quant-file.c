@@ -1,4 +1,4 @@
-/* test-quant-file — the quantised-weights file: saved, mapped back into a fresh model with bit-identical
+/* test-quant-file — the quantised-weights file: saved, read back into a fresh model with bit-identical
  * results, and every malformed or foreign file refused with an error naming it, the model left unchanged.
  */
 #include "test-util.h"
@@ -51,9 +51,10 @@ same_logits (G3nModel *a, G3nModel *b, const char *dir)
   return memcmp (x, y, n * sizeof (float)) == 0 && memcmp (x1, y1, n * sizeof (float)) == 0;
 }
 
-/* Every quantised matrix points into the file's mapping, its codes 16-byte aligned (the first 64). */
+/* Every quantised matrix points into the file's one copy in memory, its codes 16-byte aligned (the first
+ * 64). */
 static gboolean
-mapped_and_aligned (G3nModel *m)
+in_file_and_aligned (G3nModel *m)
 {
   const G3nSafetensors *f = m->quant_file;
   const G3nTensor *pad = f ? g3n_safetensors_find (f, "padding") : NULL;
@@ -91,7 +92,7 @@ test_round_trip (const char *dir, G3nQuantType type, const char *file)
     check (g_str_equal (g3n_model_identity (ref), g3n_model_identity (m))
                && g3n_model_text_weight_bytes (ref) == g3n_model_text_weight_bytes (m),
            "%s %s: same identity and weight bytes (session files are interchangeable)", dir, tn);
-    check (mapped_and_aligned (m), "%s %s: matrices point into the mapping, codes aligned", dir, tn);
+    check (in_file_and_aligned (m), "%s %s: matrices point into the file's copy, codes aligned", dir, tn);
     g_clear_error (&error);
     gboolean refused = !g3n_model_load_quantized (m, file, &error)
                        && g_error_matches (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT);

@@ -363,7 +363,7 @@ print_json (const Options *o, const char *quant, double load_s, double quant_s, 
   if (quant_s > 0)
     json_number (j, "quantize_s", quant_s);
   if (o->quant_cache)
-    g_string_append_printf (j, ",\n  \"quant_cache\": \"%s\"", strcmp (step, "mapped") == 0 ? "loaded" : "saved");
+    g_string_append_printf (j, ",\n  \"quant_cache\": \"%s\"", strcmp (step, "loaded") == 0 ? "loaded" : "saved");
   json_result (j, results, "pp", "pp_tok_s", "pp_tok_s_best");
   json_result (j, results, "tg", "tg_tok_s", "tg_tok_s_best");
   json_result (j, results, "audio", "audio_s_per_s", "audio_s_per_s_best");
@@ -409,11 +409,11 @@ print_table (const Options *o, const char *quant, double load_s, double quant_s,
 /* ---------------------------------------------------------------- main */
 
 /* How the quantised weights were had: "quantised", "quantised and saved" (--quant-cache FILE made) or
- * "mapped" (--quant-cache FILE loaded). */
+ * "loaded" (--quant-cache FILE read back). */
 static const char *
 quant_step (const Options *o, gboolean cache_existed)
 {
-  return !o->quant_cache ? "quantised" : cache_existed ? "mapped" : "quantised and saved";
+  return !o->quant_cache ? "quantised" : cache_existed ? "loaded" : "quantised and saved";
 }
 
 /* Loads the model and converts its matrices to the wanted storage, through the cache file when given;
@@ -518,7 +518,7 @@ main (int argc, char **argv)
     fprintf (stderr, "gemma3n-bench: %s loaded in %.2f s (%s, %d threads, %s kernels)\n", o.model_dir, load_s, o.quant,
              o.threads, g3n_kernels_isa ());
   if (ok && o.quant_cache)
-    fprintf (stderr, "gemma3n-bench: quantised weights %s %s\n", cache_existed ? "mapped from" : "saved to",
+    fprintf (stderr, "gemma3n-bench: quantised weights %s %s\n", cache_existed ? "loaded from" : "saved to",
              o.quant_cache);
   ok = ok && (o.n_prompt + o.n_gen == 0 || bench_text (model, &o, rng, results, &error));
   ok = ok && (o.audio_seconds <= 0 || bench_audio (model, &o, rng, results, &error));

@@ -30,6 +30,21 @@ typedef struct {
 
 #define G3N_QBLOCK 32
 
+/* Asks for [p, p + n) in cache ahead of use. The sparse products read rows picked by the activations, which
+ * no hardware prefetcher can guess: without this each row costs a memory latency (~5x slower). */
+static inline void
+g3n_prefetch (const void *p, gsize n)
+{
+  const char *c = p;
+  for (gsize o = 0; o < n; o += 64)
+    __builtin_prefetch (c + o, 0, 3);
+  if (n)
+    __builtin_prefetch (c + n - 1, 0, 3); /* the last line when p is not line-aligned */
+}
+
+/* Rows of a sparse product fetched ahead of the one being computed. */
+#define G3N_PREFETCH_ROWS 8
+
 G3nMatrix g3n_matrix_from_tensor (const G3nTensor *t);
 
 /* A copy of float m stored by input (see by_input), in m's dtype. Returns the storage, which the caller

@@ -138,7 +138,7 @@ gpointer
 g3n_matrix_transpose_by_input (const G3nMatrix *m, G3nMatrix *out)
 {
   g_return_val_if_fail (m->quant == G3N_QUANT_NONE && !m->by_input, NULL);
-  guint8 *buf = g_malloc ((gsize) m->rows * m->cols * g3n_dtype_size (m->dtype) + 64);
+  guint8 *buf = g3n_weights_alloc ((gsize) m->rows * m->cols * g3n_dtype_size (m->dtype) + 64);
   TransposeJob j = { m, buf };
   g3n_parallel_for ((m->rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE, 4, transpose_tiles, &j);
   *out = *m;

@@ -89,27 +89,31 @@ g3n_quant_weight (G3nQuantType type, const void *w, const guint16 *wd, int k)
 }
 
 static void
-axpy_q8_portable (float a, const void *w, const guint16 *wd, int b0, int b1, float *y)
+axpy_q8_portable (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
 {
-  const gint8 *q = w;
-  for (int b = b0; b < b1; b++) {
-    float s = a * g3n_f16_to_f32 (wd[b]);
-    for (int i = b * G3N_QBLOCK; i < (b + 1) * G3N_QBLOCK; i++)
-      y[i] += s * q[i];
+  for (int r = 0; r < n; r++) {
+    const gint8 *q = (const gint8 *) w[r];
+    for (int b = b0; b < b1; b++) {
+      float s = a[r] * g3n_f16_to_f32 (wd[r][b]);
+      for (int i = b * G3N_QBLOCK; i < (b + 1) * G3N_QBLOCK; i++)
+        y[i] += s * q[i];
+    }
   }
 }
 
 static void
-axpy_q4_portable (float a, const void *w, const guint16 *wd, int b0, int b1, float *y)
+axpy_q4_portable (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
 {
-  const guint8 *q = w;
   const int half = G3N_QBLOCK / 2;
-  for (int b = b0; b < b1; b++) {
-    float s = a * g3n_f16_to_f32 (wd[b]);
-    float *yb = y + b * G3N_QBLOCK;
-    for (int i = 0; i < half; i++) {
-      yb[i] += s * ((q[b * half + i] & 15) - 8);
-      yb[i + half] += s * ((q[b * half + i] >> 4) - 8);
+  for (int r = 0; r < n; r++) {
+    const guint8 *q = w[r];
+    for (int b = b0; b < b1; b++) {
+      float s = a[r] * g3n_f16_to_f32 (wd[r][b]);
+      float *yb = y + b * G3N_QBLOCK;
+      for (int i = 0; i < half; i++) {
+        yb[i] += s * ((q[b * half + i] & 15) - 8);
+        yb[i + half] += s * ((q[b * half + i] >> 4) - 8);
+      }
     }
   }
 }
@@ -117,39 +121,49 @@ axpy_q4_portable (float a, const void *w, const guint16 *wd, int b0, int b1, flo
 #ifdef G3N_X86
 /* ----------------------------------------------------------------------------------- AVX2 */
 
-/* y[0..8) += s · (8 codes widened to int32) */
-__attribute__ ((target ("avx2,fma"))) static inline void
-axpy8_avx2 (__m256i codes32, __m256 s, float *y)
-{
-  _mm256_storeu_ps (y, _mm256_fmadd_ps (_mm256_cvtepi32_ps (codes32), s, _mm256_loadu_ps (y)));
-}
-
+/* The by-input products keep a block's 32 outputs in registers while the n ≤ 4 rows add into them: y is
+ * loaded and stored once per block, not once per row. Codes are widened to int32 with Q4_0's offset
+ * removed first, so each product is exactly code · scale as in the portable loop. */
 __attribute__ ((target ("avx2,fma,f16c"))) static void
-axpy_q8_avx2 (float a, const void *w, const guint16 *wd, int b0, int b1, float *y)
+axpy_q8_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
 {
-  const gint8 *q = w;
   for (int b = b0; b < b1; b++) {
-    __m256 s = _mm256_set1_ps (a * _cvtsh_ss (wd[b]));
-    for (int i = b * G3N_QBLOCK; i < (b + 1) * G3N_QBLOCK; i += 8)
-      axpy8_avx2 (_mm256_cvtepi8_epi32 (_mm_loadl_epi64 ((const __m128i *) (q + i))), s, y + i);
+    float *yb = y + b * G3N_QBLOCK;
+    __m256 acc[4];
+    for (int i = 0; i < 4; i++)
+      acc[i] = _mm256_loadu_ps (yb + 8 * i);
+    for (int r = 0; r < n; r++) {
+      __m256 s = _mm256_set1_ps (a[r] * _cvtsh_ss (wd[r][b]));
+      const gint8 *q = (const gint8 *) w[r] + b * G3N_QBLOCK;
+      for (int i = 0; i < 4; i++)
+        acc[i] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (_mm256_cvtepi8_epi32 (_mm_loadl_epi64 ((const __m128i *) (q + 8 * i)))),
+                                  s, acc[i]);
+    }
+    for (int i = 0; i < 4; i++)
+      _mm256_storeu_ps (yb + 8 * i, acc[i]);
   }
 }
 
 __attribute__ ((target ("avx2,fma,f16c"))) static void
-axpy_q4_avx2 (float a, const void *w, const guint16 *wd, int b0, int b1, float *y)
+axpy_q4_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
 {
-  const guint8 *q = w;
-  const __m256i eight = _mm256_set1_epi32 (8);
-  const __m128i low4 = _mm_set1_epi8 (15);
+  const __m128i low4 = _mm_set1_epi8 (15), eight = _mm_set1_epi8 (8);
   for (int b = b0; b < b1; b++) {
-    __m256 s = _mm256_set1_ps (a * _cvtsh_ss (wd[b]));
-    __m128i v = _mm_loadu_si128 ((const __m128i *) (q + b * G3N_QBLOCK / 2));
-    __m128i lo = _mm_and_si128 (v, low4), hi = _mm_and_si128 (_mm_srli_epi16 (v, 4), low4);
     float *yb = y + b * G3N_QBLOCK;
-    axpy8_avx2 (_mm256_sub_epi32 (_mm256_cvtepu8_epi32 (lo), eight), s, yb);
-    axpy8_avx2 (_mm256_sub_epi32 (_mm256_cvtepu8_epi32 (_mm_srli_si128 (lo, 8)), eight), s, yb + 8);
-    axpy8_avx2 (_mm256_sub_epi32 (_mm256_cvtepu8_epi32 (hi), eight), s, yb + 16);
-    axpy8_avx2 (_mm256_sub_epi32 (_mm256_cvtepu8_epi32 (_mm_srli_si128 (hi, 8)), eight), s, yb + 24);
+    __m256 acc[4];
+    for (int i = 0; i < 4; i++)
+      acc[i] = _mm256_loadu_ps (yb + 8 * i);
+    for (int r = 0; r < n; r++) {
+      __m256 s = _mm256_set1_ps (a[r] * _cvtsh_ss (wd[r][b]));
+      __m128i v = _mm_loadu_si128 ((const __m128i *) (w[r] + b * G3N_QBLOCK / 2));
+      __m128i lo = _mm_sub_epi8 (_mm_and_si128 (v, low4), eight);
+      __m128i hi = _mm_sub_epi8 (_mm_and_si128 (_mm_srli_epi16 (v, 4), low4), eight);
+      __m128i part[4] = { lo, _mm_srli_si128 (lo, 8), hi, _mm_srli_si128 (hi, 8) };
+      for (int i = 0; i < 4; i++)
+        acc[i] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (_mm256_cvtepi8_epi32 (part[i])), s, acc[i]);
+    }
+    for (int i = 0; i < 4; i++)
+      _mm256_storeu_ps (yb + 8 * i, acc[i]);
   }
 }
 
@@ -341,6 +355,44 @@ q4_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, con
   return _mm512_reduce_add_ps (_mm512_add_ps (acc[0], acc[1])) - 8.0f * _mm512_reduce_add_ps (corr);
 }
 
+/* As the AVX2 by-input products, a block's 32 outputs in two registers. */
+__attribute__ ((target (VNNI_TARGET ",f16c"))) static void
+axpy_q8_avx512 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
+{
+  for (int b = b0; b < b1; b++) {
+    float *yb = y + b * G3N_QBLOCK;
+    __m512 acc0 = _mm512_loadu_ps (yb), acc1 = _mm512_loadu_ps (yb + 16);
+    for (int r = 0; r < n; r++) {
+      __m512 s = _mm512_set1_ps (a[r] * _cvtsh_ss (wd[r][b]));
+      __m256i v = _mm256_loadu_si256 ((const __m256i *) (w[r] + b * G3N_QBLOCK));
+      acc0 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (_mm256_castsi256_si128 (v))), s, acc0);
+      acc1 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (_mm256_extracti128_si256 (v, 1))), s, acc1);
+    }
+    _mm512_storeu_ps (yb, acc0);
+    _mm512_storeu_ps (yb + 16, acc1);
+  }
+}
+
+__attribute__ ((target (VNNI_TARGET ",f16c"))) static void
+axpy_q4_avx512 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
+{
+  const __m128i low4 = _mm_set1_epi8 (15), eight = _mm_set1_epi8 (8);
+  for (int b = b0; b < b1; b++) {
+    float *yb = y + b * G3N_QBLOCK;
+    __m512 acc0 = _mm512_loadu_ps (yb), acc1 = _mm512_loadu_ps (yb + 16);
+    for (int r = 0; r < n; r++) {
+      __m512 s = _mm512_set1_ps (a[r] * _cvtsh_ss (wd[r][b]));
+      __m128i v = _mm_loadu_si128 ((const __m128i *) (w[r] + b * G3N_QBLOCK / 2));
+      __m128i lo = _mm_sub_epi8 (_mm_and_si128 (v, low4), eight);
+      __m128i hi = _mm_sub_epi8 (_mm_and_si128 (_mm_srli_epi16 (v, 4), low4), eight);
+      acc0 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (lo)), s, acc0);
+      acc1 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (hi)), s, acc1);
+    }
+    _mm512_storeu_ps (yb, acc0);
+    _mm512_storeu_ps (yb + 16, acc1);
+  }
+}
+
 /* The AVX2 quantiser's steps on 16 lanes, with masked loads for a partial last block. */
 __attribute__ ((target (VNNI_TARGET))) static void
 q8row_avx512 (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum)
@@ -382,7 +434,7 @@ q8row_avx512 (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qs
 typedef struct {
   const char *name;
   G3nQDotFn q8, q4;
-  G3nQAxpyFn axpy8, axpy4; /* memory-bound widen-and-FMA: AVX2 serves AVX-512 machines too */
+  G3nQAxpyFn axpy8, axpy4;
   G3nQ8RowFn q8row;
   gboolean q4_nibble_order; /* q4 reads activations in nibble order (g3n_q8_rows_nibble_order) */
 } QDotTable;
@@ -391,7 +443,7 @@ static const QDotTable portable_table = { "portable", q8_portable, q4_portable, 
                                           q8row_portable, FALSE };
 #ifdef G3N_X86
 static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2, axpy_q8_avx2, axpy_q4_avx2, q8row_avx2, FALSE };
-static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, axpy_q8_avx2, axpy_q4_avx2, q8row_avx512, TRUE };
+static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, axpy_q8_avx512, axpy_q4_avx512, q8row_avx512, TRUE };
 #endif
 
 static gpointer

@@ -205,7 +205,7 @@ quantize (const G3nMatrix *m, G3nQuantType type, gboolean by_input, G3nMatrix *o
   }
   int stored = by_input ? m->cols : m->rows, width = by_input ? m->rows : m->cols;
   gsize codes = (gsize) stored * g3n_quant_row_bytes (type, width);
-  guint8 *buf = g_malloc (codes + (gsize) stored * g3n_quant_blocks (width) * sizeof (guint16) + 64);
+  guint8 *buf = g3n_weights_alloc (codes + (gsize) stored * g3n_quant_blocks (width) * sizeof (guint16) + 64);
   *out = (G3nMatrix) { .data = buf, .dtype = m->dtype, .rows = m->rows, .cols = m->cols, .quant = type,
                        .scales = (const guint16 *) (buf + codes), .by_input = by_input };
   QuantizeJob j = { m, out };
@@ -336,6 +336,9 @@ typedef struct {
   G3nQAxpyFn axpy;
 } SparseJob;
 
+/* Per-thread list of a token's non-zero inputs (g3n_thread_scratch). */
+static GPrivate nz_key = G_PRIVATE_INIT (free), nz_size_key;
+
 /* Output blocks [begin, end) of every token: y = Σ over non-zero x_i of x_i · (stored row i). */
 static void
 sparse_blocks (int begin, int end, gpointer data)
@@ -345,18 +348,34 @@ sparse_blocks (int begin, int end, gpointer data)
   gsize row_bytes = g3n_quant_row_bytes (m->quant, m->rows);
   int nb = g3n_quant_blocks (m->rows), full = m->rows / G3N_QBLOCK; /* blocks wholly inside y */
   int lo = begin * G3N_QBLOCK, hi = MIN (end * G3N_QBLOCK, m->rows);
+  gsize code_bytes = g3n_quant_row_bytes (m->quant, hi - lo), code_at = g3n_quant_row_bytes (m->quant, lo);
+  int *nz = g3n_thread_scratch (&nz_key, &nz_size_key, sizeof (int) * m->cols);
   for (int t = 0; t < j->n; t++) {
     const float *x = j->x + (gsize) t * m->cols;
     float *y = j->y + (gsize) t * m->rows;
     memset (y + lo, 0, sizeof (float) * (hi - lo));
-    for (int i = 0; i < m->cols; i++) {
-      if (x[i] == 0)
-        continue;
-      const guint8 *w = (const guint8 *) m->data + i * row_bytes;
-      const guint16 *wd = m->scales + (gsize) i * nb;
-      j->axpy (x[i], w, wd, begin, MIN (end, full), y);
-      for (int k = MAX (lo, full * G3N_QBLOCK); k < hi; k++) /* a partial last block */
-        y[k] += x[i] * g3n_quant_weight (m->quant, w, wd, k);
+    int n_nz = 0;
+    for (int i = 0; i < m->cols; i++)
+      if (x[i] != 0)
+        nz[n_nz++] = i;
+    for (int k0 = 0; k0 < n_nz; k0 += G3N_QAXPY_ROWS) {
+      int n_rows = MIN (G3N_QAXPY_ROWS, n_nz - k0);
+      for (int k = k0 + G3N_PREFETCH_ROWS; k < MIN (k0 + G3N_PREFETCH_ROWS + n_rows, n_nz); k++) {
+        g3n_prefetch ((const guint8 *) m->data + nz[k] * row_bytes + code_at, code_bytes);
+        g3n_prefetch (m->scales + (gsize) nz[k] * nb + begin, sizeof (guint16) * (end - begin));
+      }
+      float a[G3N_QAXPY_ROWS];
+      const guint8 *w[G3N_QAXPY_ROWS];
+      const guint16 *wd[G3N_QAXPY_ROWS];
+      for (int r = 0; r < n_rows; r++) {
+        a[r] = x[nz[k0 + r]];
+        w[r] = (const guint8 *) m->data + nz[k0 + r] * row_bytes;
+        wd[r] = m->scales + (gsize) nz[k0 + r] * nb;
+      }
+      j->axpy (n_rows, a, w, wd, begin, MIN (end, full), y);
+      for (int r = 0; r < n_rows; r++) /* a partial last block */
+        for (int c = MAX (lo, full * G3N_QBLOCK); c < hi; c++)
+          y[c] += a[r] * g3n_quant_weight (m->quant, w[r], wd[r], c);
     }
   }
 }
@@ -379,8 +398,16 @@ static void
 q_selected (int begin, int end, gpointer data)
 {
   QRowsJob *j = data;
-  for (int i = begin; i < end; i++)
-    j->q->y[i] = qdot (j->q, j->rows[i], 0);
+  const QJob *q = j->q;
+  int nb = q->a->nb;
+  for (int i = begin; i < end; i++) {
+    if (i + G3N_PREFETCH_ROWS < end) {
+      int ahead = j->rows[i + G3N_PREFETCH_ROWS];
+      g3n_prefetch ((const guint8 *) q->m->data + ahead * q->row_bytes, q->row_bytes);
+      g3n_prefetch (q->m->scales + (gsize) ahead * nb, sizeof (guint16) * nb);
+    }
+    q->y[i] = qdot (q, j->rows[i], 0);
+  }
 }
 
 void

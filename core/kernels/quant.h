@@ -30,8 +30,11 @@ G3nQ8RowFn g3n_q8_row_kernel (void);
 typedef float (*G3nQDotFn) (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs,
                             int nb);
 
-/* y[32·b0 … 32·b1) += a · (blocks b0 … b1 of one stored row): the by-input (sparse) products. */
-typedef void (*G3nQAxpyFn) (float a, const void *w, const guint16 *wd, int b0, int b1, float *y);
+/* y[32·b0 … 32·b1) += Σ_{r<n} a[r] · (blocks b0 … b1 of stored row r: codes w[r], scales wd[r]), for
+ * n ≤ G3N_QAXPY_ROWS: the by-input (sparse) products, a few non-zero inputs' rows per pass over y. */
+#define G3N_QAXPY_ROWS 4
+typedef void (*G3nQAxpyFn) (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1,
+                            float *y);
 
 /* The kernel for `type` on the instruction set the kernels chose (g3n_kernels_isa, G3N_KERNEL). */
 G3nQDotFn g3n_qdot_kernel (G3nQuantType type);
