@@ -177,6 +177,36 @@ test_matmul (G3nQuantType type, int rows, int cols, int n)
   g_rand_free (rand);
 }
 
+/* One token: g3n_matmul may take rows two at a time (G3nQDot2Fn), which must give each row exactly what
+ * the one-row kernel gives (g3n_matmul_rows computes the selected rows one by one): bit for bit, on odd
+ * row counts (a row left over) and widths off the four-block groups, on 1 and 2 threads (other splits). */
+static void
+test_row_pairs (G3nQuantType type, int rows, int cols)
+{
+  GRand *rand = g_rand_new_with_seed ((guint32) (rows * 13 + cols + type));
+  float *wf = g_new (float, (gsize) rows * cols), *x = g_new (float, cols);
+  float *y = g_new (float, rows), *y1 = g_new (float, rows), *single = g_new (float, rows);
+  int *all = g_new (int, rows);
+  guint16 *w = random_bf16 (rand, rows, cols, wf);
+  for (int c = 0; c < cols; c++)
+    x[c] = (float) g_rand_double_range (rand, -2, 2);
+  for (int r = 0; r < rows; r++)
+    all[r] = r;
+  G3nMatrix m = { .data = w, .dtype = G3N_DTYPE_BF16, .rows = rows, .cols = cols }, q;
+  gpointer buf = g3n_matrix_quantize (&m, type, &q);
+  g3n_matmul_rows (&q, x, all, rows, single);
+  g3n_matmul (&q, x, 1, y);
+  g3n_kernels_set_threads (1);
+  g3n_matmul (&q, x, 1, y1);
+  g3n_kernels_set_threads (0);
+  check (memcmp (y, single, sizeof (float) * rows) == 0 && memcmp (y1, single, sizeof (float) * rows) == 0,
+         "%s decode product %dx%d (%s%s): every row bit for bit as the one-row kernel's, on 1 and %d threads",
+         g3n_quant_type_name (type), rows, cols, g3n_kernels_isa (),
+         g3n_qdot2_kernel (type) ? ", rows in pairs" : "", g3n_kernels_threads ());
+  g_free (buf), g_free (w), g_free (wf), g_free (x), g_free (y), g_free (y1), g_free (single), g_free (all);
+  g_rand_free (rand);
+}
+
 /* Stored by input (sparse down_proj): activations stay fp32, so |y − ref| ≤ Σ |w − ŵ|·|x| + fp32 rounding;
  * most inputs are zero, as after Gemma 3n's Gaussian top-k. */
 static void
@@ -468,6 +498,11 @@ main (void)
     test_round_trip (types[t], 20, 2048);
     for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
       test_matmul (types[t], shapes[s][0], shapes[s][1], shapes[s][2]);
+    /* pairs: none (1 row), a leftover row (odd), blocks left after the groups of four (80, 1000 wide) */
+    test_row_pairs (types[t], 1, 256);
+    test_row_pairs (types[t], 67, 80);
+    test_row_pairs (types[t], 300, 1000);
+    test_row_pairs (types[t], 257, 2048);
     /* outputs: partial last block (80), many blocks split across threads (2048) */
     test_matmul_by_input (types[t], 80, 256, 1);
     test_matmul_by_input (types[t], 2048, 512, 1);

@@ -36,8 +36,15 @@ typedef float (*G3nQDotFn) (const void *w, const guint16 *wd, const gint8 *xq, c
 typedef void (*G3nQAxpyFn) (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1,
                             float *y);
 
-/* The kernel for `type` on the instruction set the kernels chose (g3n_kernels_isa, G3N_KERNEL). */
+/* Two weight rows (codes w0, w1, scales wd0, wd1) · one activation row → *out0, *out1, each exactly as
+ * the one-row kernel computes it. */
+typedef void (*G3nQDot2Fn) (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq,
+                            const float *xd, const float *xs, int nb, float *out0, float *out1);
+
+/* The kernel for `type` on the instruction set the kernels chose (g3n_kernels_isa, G3N_KERNEL); the
+ * two-row one is NULL where that instruction set has none. */
 G3nQDotFn g3n_qdot_kernel (G3nQuantType type);
+G3nQDot2Fn g3n_qdot2_kernel (G3nQuantType type);
 /* Whether that kernel wants the activation codes in nibble order: per whole group of four blocks, the
  * four first halves (16 codes each) then the four second halves — the order of a Q4_0 group's low and high
  * nibbles. Blocks after the last whole group stay in natural order. */
