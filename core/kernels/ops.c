@@ -2,6 +2,9 @@
  *
  * Written so GCC's -O2 vectoriser takes them without fast-math: blocks of LANES with a constant inner trip
  * count, per-lane running sums (a fixed summation order), and exp without libm calls or float compares.
+ * Each function is built for AVX-512 and AVX2 besides the baseline, picked at load by the CPU (ifunc): the
+ * same operations in the same order, only wider (neither target contracts a·b + c into an FMA), so every
+ * version gives the same bits and G3N_KERNEL need not choose among them.
  */
 #include "kernels.h"
 
@@ -9,6 +12,15 @@
 #include <string.h>
 
 #define LANES 8
+
+#if defined(__x86_64__) && defined(__gnu_linux__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define WIDE __attribute__ ((target_clones ("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef WIDE
+#define WIDE
+#endif
 
 /* exp(x) without libm: Cephes' expf polynomial (~1 ulp). Rounding to the nearest integer uses the
  * 1.5·2^23 trick; the exponent is clamped as an integer, so x < -87 gives 0 and x > 88 gives inf, for |x|
@@ -49,7 +61,7 @@ lane_dot (const float *x, const float *y, int n)
   return s;
 }
 
-void
+WIDE void
 g3n_rms_norm (const float *x, const float *weight, float eps, int n, float *out)
 {
   float inv = 1.0f / sqrtf (lane_dot (x, x, n) / (float) n + eps);
@@ -69,7 +81,7 @@ gelu1 (float v)
   return v / (1.0f + vexp (-1.5957691216f * (v + 0.044715f * v * v * v)));
 }
 
-void
+WIDE void
 g3n_gelu_tanh (float *x, gsize n)
 {
   gsize i = 0;
@@ -80,7 +92,7 @@ g3n_gelu_tanh (float *x, gsize n)
     x[i] = gelu1 (x[i]);
 }
 
-void
+WIDE void
 g3n_softmax (float *x, int n)
 {
   float mx = x[0];
@@ -105,13 +117,13 @@ g3n_softmax (float *x, int n)
     x[i] *= inv;
 }
 
-float
+WIDE float
 g3n_dot (const float *a, const float *b, int n)
 {
   return lane_dot (a, b, n);
 }
 
-void
+WIDE void
 g3n_axpy (float a, const float *restrict x, float *restrict y, int n)
 {
   int i = 0;
@@ -130,7 +142,7 @@ softcap1 (float v, float cap)
   return cap * (1.0f - 2.0f / (vexp (2.0f * v / cap) + 1.0f));
 }
 
-void
+WIDE void
 g3n_softcap (float *x, gsize n, float cap)
 {
   gsize i = 0;
