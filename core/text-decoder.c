@@ -249,10 +249,8 @@ altup_correct (const G3nModel *m, const G3nTextLayer *l, Work *w, const float *a
   for (int t = 0; t < T; t++)
     for (int i = 0; i < A; i++) {
       float coef = g3n_dot (l->altup_correction_coefs + i * A, w->mod + t * A, A) + 1.0f;
-      float *dst = w->streams + ((gsize) i * T + t) * H;
-      const float *p = w->pred + ((gsize) i * T + t) * H;
-      for (int h = 0; h < H; h++)
-        dst[h] = p[h] + (activated[(gsize) t * H + h] - active[(gsize) t * H + h]) * coef;
+      g3n_add_scaled_difference (w->streams + ((gsize) i * T + t) * H, w->pred + ((gsize) i * T + t) * H,
+                                 activated + (gsize) t * H, active + (gsize) t * H, coef, H);
     }
 }
 
@@ -550,8 +548,7 @@ decoder_layer (G3nContext *ctx, int layer, Work *w)
   g3n_matmul (&l->laurel_left, normed, T, low);
   g3n_matmul (&l->laurel_right, low, T, laurel);
   rms_norm_rows (laurel, l->laurel_norm, eps, T, H, laurel);
-  for (gsize i = 0; i < TH; i++)
-    laurel[i] += normed[i];
+  g3n_axpy (1.0f, normed, laurel, (int) TH); /* 1·x is exact: a plain sum, vectorised */
 
   /* attn (in w->z) = post_attention_layernorm(self_attn(normed)); normed is dead after this */
   self_attention (ctx, layer, w, normed, attn);
@@ -564,8 +561,7 @@ decoder_layer (G3nContext *ctx, int layer, Work *w)
   rms_norm_rows (attn_laurel, l->pre_feedforward_layernorm, eps, T, H, ffw_in);
   mlp (m, layer, w, ffw_in, ffw);
   rms_norm_rows (ffw, l->post_feedforward_layernorm, eps, T, H, ffw);
-  for (gsize i = 0; i < TH; i++)
-    ffw[i] += attn_laurel[i];
+  g3n_axpy (1.0f, attn_laurel, ffw, (int) TH);
   float *activated = w->y;
   altup_correct (m, l, w, activated);
 
@@ -586,8 +582,7 @@ decoder_layer (G3nContext *ctx, int layer, Work *w)
   g3n_matmul (&l->per_layer_projection, gate, T, proj);
   rms_norm_rows (proj, l->post_per_layer_input_norm, eps, T, H, proj);
   for (int i = 1; i < A; i++)
-    for (gsize k = 0; k < TH; k++)
-      w->streams[i * TH + k] += proj[k];
+    g3n_axpy (1.0f, proj, w->streams + i * TH, (int) TH);
 }
 
 /* --------------------------------------------------------------------------------- output */

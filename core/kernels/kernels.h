@@ -131,6 +131,8 @@ void g3n_softmax (float *x, int n);
 float g3n_dot (const float *a, const float *b, int n);
 /* y += a * x (x and y must not overlap) */
 void g3n_axpy (float a, const float *x, float *y, int n);
+/* y = p + s · (a − b): AltUp's correction of a stream (y must not overlap the others) */
+void g3n_add_scaled_difference (float *y, const float *p, const float *a, const float *b, float s, int n);
 /* x = cap · tanh(x / cap), in place: Gemma's logit soft-capping, vectorisable (no libm call). */
 void g3n_softcap (float *x, gsize n, float cap);
 

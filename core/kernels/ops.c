@@ -134,6 +134,17 @@ g3n_axpy (float a, const float *restrict x, float *restrict y, int n)
     y[i] += a * x[i];
 }
 
+WIDE void
+g3n_add_scaled_difference (float *restrict y, const float *restrict p, const float *a, const float *b, float s, int n)
+{
+  int i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++)
+      y[i + j] = p[i + j] + (a[i + j] - b[i + j]) * s;
+  for (; i < n; i++)
+    y[i] = p[i] + (a[i] - b[i]) * s;
+}
+
 /* cap · tanh(v / cap), tanh(u) = 1 − 2 / (exp(2u) + 1): saturates to ±1 through exp's 0 and inf. Near 0
  * the subtraction leaves an absolute error of ~1e-7 (times cap), far below the logits' own rounding. */
 static inline float
