@@ -10,6 +10,7 @@
  * (half.c): conversions bit-identical to the scalar rounding, and the decode-step attention products
  * against double precision. Run under each G3N_KERNEL by test-kernel-paths.sh. */
 #include "kernels/kernels.h"
+#include "kernels/threadpool.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -109,6 +110,37 @@ run (G3nDType dtype, int rows, int cols, int n, int path)
           rows, cols, n, g3n_kernels_isa (), path_names[path], worst);
   ok ? passed++ : failed++;
   g_free (wf), g_free (x), g_free (w), g_free (y);
+  g_rand_free (rand);
+}
+
+/* The dot products of few tokens go four rows at a time, a quarter of a thread's range apart; each row
+ * must come out bit for bit as alone (g3n_matmul_rows computes one row per call), whatever the split: on
+ * 1 and on all threads, rows not a multiple of four, widths with vector tails. */
+static void
+run_grouped_rows (G3nDType dtype, int rows, int cols, int n)
+{
+  GRand *rand = g_rand_new_with_seed ((guint32) (rows + cols * 3 + n));
+  gsize esize = g3n_dtype_size (dtype);
+  guint8 *w = g_malloc ((gsize) rows * cols * esize);
+  float *x = g_new (float, (gsize) n * cols), *y = g_new (float, (gsize) n * rows), *y1 = g_new (float, (gsize) n * rows);
+  float *sel = g_new (float, (gsize) n * rows);
+  for (gsize i = 0; i < (gsize) rows * cols * esize; i++)
+    w[i] = (guint8) g_rand_int_range (rand, 0, 256);
+  for (gsize i = 0; i < (gsize) rows * cols; i++) /* finite values only: clear each element's top exponent bit */
+    w[i * esize + esize - 1] &= 0xbf;
+  for (gsize i = 0; i < (gsize) n * cols; i++)
+    x[i] = (float) g_rand_double_range (rand, -1, 1);
+  G3nMatrix m = { .data = w, .dtype = dtype, .rows = rows, .cols = cols };
+  g3n_matmul (&m, x, n, y);
+  g3n_kernels_set_threads (1);
+  g3n_matmul (&m, x, n, y1);
+  g3n_kernels_set_threads (0);
+  matmul_by_selected_rows (&m, x, n, sel);
+  gboolean ok = memcmp (y, sel, sizeof (float) * n * rows) == 0 && memcmp (y1, sel, sizeof (float) * n * rows) == 0;
+  printf ("%s %s %dx%d, n=%d (%s): rows four at a time, each bit for bit as alone, on 1 and %d threads\n",
+          ok ? "ok  " : "FAIL", g3n_dtype_name (dtype), rows, cols, n, g3n_kernels_isa (), g3n_kernels_threads ());
+  ok ? passed++ : failed++;
+  g_free (w), g_free (x), g_free (y), g_free (y1), g_free (sel);
   g_rand_free (rand);
 }
 
@@ -295,6 +327,11 @@ main (void)
       for (int path = PATH_OWN; path <= PATH_ROWS; path++)
         if (shapes[s][2] > 1 || path == PATH_OWN || path >= PATH_BY_INPUT)
           run (dtypes[d], shapes[s][0], shapes[s][1], shapes[s][2], path);
+  for (guint d = 0; d < G_N_ELEMENTS (dtypes); d++) {
+    run_grouped_rows (dtypes[d], 4099, 2048, 1);
+    run_grouped_rows (dtypes[d], 257, 4103, 1);
+    run_grouped_rows (dtypes[d], 37, 77, 3);
+  }
   run_quant_rows (G3N_QUANT_Q8_0, 300, 544);
   run_quant_rows (G3N_QUANT_Q4_0, 1000, 80);
   test_half_conversions ();
