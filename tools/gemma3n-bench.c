@@ -148,13 +148,16 @@ run_pp (G3nContext *ctx, const int32_t *ids, int depth, int n, float *logits, do
   return ok;
 }
 
+/* Greedy choice of the next token: part of each timed step, so the best value stays in a register (reading
+ * x[best] back made each element wait on the previous compare). */
 static int
 argmax (const float *x, int n)
 {
   int best = 0;
+  float top = x[0];
   for (int i = 1; i < n; i++)
-    if (x[i] > x[best])
-      best = i;
+    if (x[i] > top)
+      top = x[i], best = i;
   return best;
 }
 

@@ -56,7 +56,7 @@ q4_portable (const void *w, const guint16 *wd, const gint8 *xq, const float *xd,
 static void
 q8row_portable (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum)
 {
-  for (int b = 0; b < g3n_quant_blocks (cols); b++) {
+  for (int b = 0, nb = g3n_quant_blocks (cols); b < nb; b++) {
     const float *v = x + b * G3N_QBLOCK;
     int m = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK);
     gint8 *qb = q + b * G3N_QBLOCK;
@@ -230,7 +230,7 @@ q8row_avx2 (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum
   const __m256 absmask = _mm256_castsi256_ps (_mm256_set1_epi32 (0x7fffffff)), zero = _mm256_setzero_ps ();
   const __m256i lo = _mm256_set1_epi32 (-127), hi = _mm256_set1_epi32 (127);
   const __m256i order = _mm256_setr_epi32 (0, 4, 1, 5, 2, 6, 3, 7);
-  for (int b = 0; b < g3n_quant_blocks (cols); b++) {
+  for (int b = 0, nb = g3n_quant_blocks (cols); b < nb; b++) {
     int m = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK);
     __m256 v[4], amax = zero;
     for (int i = 0; i < 4; i++) {
@@ -499,7 +499,7 @@ q8row_avx512 (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qs
 {
   const __m512 zero = _mm512_setzero_ps ();
   const __m512i lo = _mm512_set1_epi32 (-127), hi = _mm512_set1_epi32 (127);
-  for (int b = 0; b < g3n_quant_blocks (cols); b++) {
+  for (int b = 0, nb = g3n_quant_blocks (cols); b < nb; b++) {
     int m = MIN (G3N_QBLOCK, cols - b * G3N_QBLOCK);
     __mmask16 k0 = (__mmask16) ((1u << MIN (m, 16)) - 1), k1 = (__mmask16) ((1u << MAX (m - 16, 0)) - 1);
     __m512 v0 = _mm512_maskz_loadu_ps (k0, x + b * G3N_QBLOCK);
