@@ -122,11 +122,28 @@ axpy_q4_portable (int n, const float *a, const guint8 *const *w, const guint16 *
 #ifdef G3N_X86
 /* ----------------------------------------------------------------------------------- AVX2 */
 
+/* A block of one stored row as four vectors of 8 signed codes (the low 8 bytes of each): Q4_0's with their
+ * offset removed, so each product below is exactly code · scale as in the portable loop. */
+__attribute__ ((target ("avx2,fma,f16c"))) static inline void
+block_codes_avx2 (G3nQuantType type, const guint8 *w, int b, __m128i part[4])
+{
+  if (type == G3N_QUANT_Q8_0) {
+    for (int i = 0; i < 4; i++)
+      part[i] = _mm_loadl_epi64 ((const __m128i *) (w + b * G3N_QBLOCK + 8 * i));
+    return;
+  }
+  const __m128i low4 = _mm_set1_epi8 (15), eight = _mm_set1_epi8 (8);
+  __m128i v = _mm_loadu_si128 ((const __m128i *) (w + b * G3N_QBLOCK / 2));
+  __m128i lo = _mm_sub_epi8 (_mm_and_si128 (v, low4), eight);
+  __m128i hi = _mm_sub_epi8 (_mm_and_si128 (_mm_srli_epi16 (v, 4), low4), eight);
+  part[0] = lo, part[1] = _mm_srli_si128 (lo, 8), part[2] = hi, part[3] = _mm_srli_si128 (hi, 8);
+}
+
 /* The by-input products keep a block's 32 outputs in registers while the n ≤ 4 rows add into them: y is
- * loaded and stored once per block, not once per row. Codes are widened to int32 with Q4_0's offset
- * removed first, so each product is exactly code · scale as in the portable loop. */
-__attribute__ ((target ("avx2,fma,f16c"))) static void
-axpy_q8_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
+ * loaded and stored once per block, not once per row. */
+__attribute__ ((target ("avx2,fma,f16c"))) static inline void
+axpy_avx2 (G3nQuantType type, int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1,
+           float *y)
 {
   for (int b = b0; b < b1; b++) {
     float *yb = y + b * G3N_QBLOCK;
@@ -135,10 +152,10 @@ axpy_q8_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *cons
       acc[i] = _mm256_loadu_ps (yb + 8 * i);
     for (int r = 0; r < n; r++) {
       __m256 s = _mm256_set1_ps (a[r] * _cvtsh_ss (wd[r][b]));
-      const gint8 *q = (const gint8 *) w[r] + b * G3N_QBLOCK;
+      __m128i part[4];
+      block_codes_avx2 (type, w[r], b, part);
       for (int i = 0; i < 4; i++)
-        acc[i] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (_mm256_cvtepi8_epi32 (_mm_loadl_epi64 ((const __m128i *) (q + 8 * i)))),
-                                  s, acc[i]);
+        acc[i] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (_mm256_cvtepi8_epi32 (part[i])), s, acc[i]);
     }
     for (int i = 0; i < 4; i++)
       _mm256_storeu_ps (yb + 8 * i, acc[i]);
@@ -146,26 +163,15 @@ axpy_q8_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *cons
 }
 
 __attribute__ ((target ("avx2,fma,f16c"))) static void
+axpy_q8_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
+{
+  axpy_avx2 (G3N_QUANT_Q8_0, n, a, w, wd, b0, b1, y);
+}
+
+__attribute__ ((target ("avx2,fma,f16c"))) static void
 axpy_q4_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
 {
-  const __m128i low4 = _mm_set1_epi8 (15), eight = _mm_set1_epi8 (8);
-  for (int b = b0; b < b1; b++) {
-    float *yb = y + b * G3N_QBLOCK;
-    __m256 acc[4];
-    for (int i = 0; i < 4; i++)
-      acc[i] = _mm256_loadu_ps (yb + 8 * i);
-    for (int r = 0; r < n; r++) {
-      __m256 s = _mm256_set1_ps (a[r] * _cvtsh_ss (wd[r][b]));
-      __m128i v = _mm_loadu_si128 ((const __m128i *) (w[r] + b * G3N_QBLOCK / 2));
-      __m128i lo = _mm_sub_epi8 (_mm_and_si128 (v, low4), eight);
-      __m128i hi = _mm_sub_epi8 (_mm_and_si128 (_mm_srli_epi16 (v, 4), low4), eight);
-      __m128i part[4] = { lo, _mm_srli_si128 (lo, 8), hi, _mm_srli_si128 (hi, 8) };
-      for (int i = 0; i < 4; i++)
-        acc[i] = _mm256_fmadd_ps (_mm256_cvtepi32_ps (_mm256_cvtepi8_epi32 (part[i])), s, acc[i]);
-    }
-    for (int i = 0; i < 4; i++)
-      _mm256_storeu_ps (yb + 8 * i, acc[i]);
-  }
+  axpy_avx2 (G3N_QUANT_Q4_0, n, a, w, wd, b0, b1, y);
 }
 
 __attribute__ ((target ("avx2,fma"))) static inline float
@@ -455,26 +461,10 @@ q4_vnni2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1
   *out1 = _mm512_reduce_add_ps (_mm512_add_ps (acc[1][0], acc[1][1])) - 8.0f * _mm512_reduce_add_ps (corr[1]);
 }
 
-/* As the AVX2 by-input products, a block's 32 outputs in two registers. */
-__attribute__ ((target (VNNI_TARGET ",f16c"))) static void
-axpy_q8_avx512 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
-{
-  for (int b = b0; b < b1; b++) {
-    float *yb = y + b * G3N_QBLOCK;
-    __m512 acc0 = _mm512_loadu_ps (yb), acc1 = _mm512_loadu_ps (yb + 16);
-    for (int r = 0; r < n; r++) {
-      __m512 s = _mm512_set1_ps (a[r] * _cvtsh_ss (wd[r][b]));
-      __m256i v = _mm256_loadu_si256 ((const __m256i *) (w[r] + b * G3N_QBLOCK));
-      acc0 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (_mm256_castsi256_si128 (v))), s, acc0);
-      acc1 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (_mm256_extracti128_si256 (v, 1))), s, acc1);
-    }
-    _mm512_storeu_ps (yb, acc0);
-    _mm512_storeu_ps (yb + 16, acc1);
-  }
-}
-
-__attribute__ ((target (VNNI_TARGET ",f16c"))) static void
-axpy_q4_avx512 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
+/* As the AVX2 by-input products, a block's 32 outputs in two registers, its codes as two vectors of 16. */
+__attribute__ ((target (VNNI_TARGET ",f16c"))) static inline void
+axpy_avx512 (G3nQuantType type, int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0,
+             int b1, float *y)
 {
   const __m128i low4 = _mm_set1_epi8 (15), eight = _mm_set1_epi8 (8);
   for (int b = b0; b < b1; b++) {
@@ -482,15 +472,33 @@ axpy_q4_avx512 (int n, const float *a, const guint8 *const *w, const guint16 *co
     __m512 acc0 = _mm512_loadu_ps (yb), acc1 = _mm512_loadu_ps (yb + 16);
     for (int r = 0; r < n; r++) {
       __m512 s = _mm512_set1_ps (a[r] * _cvtsh_ss (wd[r][b]));
-      __m128i v = _mm_loadu_si128 ((const __m128i *) (w[r] + b * G3N_QBLOCK / 2));
-      __m128i lo = _mm_sub_epi8 (_mm_and_si128 (v, low4), eight);
-      __m128i hi = _mm_sub_epi8 (_mm_and_si128 (_mm_srli_epi16 (v, 4), low4), eight);
-      acc0 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (lo)), s, acc0);
-      acc1 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (hi)), s, acc1);
+      __m128i c0, c1;
+      if (type == G3N_QUANT_Q8_0) {
+        c0 = _mm_loadu_si128 ((const __m128i *) (w[r] + b * G3N_QBLOCK));
+        c1 = _mm_loadu_si128 ((const __m128i *) (w[r] + b * G3N_QBLOCK + 16));
+      } else {
+        __m128i v = _mm_loadu_si128 ((const __m128i *) (w[r] + b * G3N_QBLOCK / 2));
+        c0 = _mm_sub_epi8 (_mm_and_si128 (v, low4), eight);
+        c1 = _mm_sub_epi8 (_mm_and_si128 (_mm_srli_epi16 (v, 4), low4), eight);
+      }
+      acc0 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (c0)), s, acc0);
+      acc1 = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_cvtepi8_epi32 (c1)), s, acc1);
     }
     _mm512_storeu_ps (yb, acc0);
     _mm512_storeu_ps (yb + 16, acc1);
   }
+}
+
+__attribute__ ((target (VNNI_TARGET ",f16c"))) static void
+axpy_q8_avx512 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
+{
+  axpy_avx512 (G3N_QUANT_Q8_0, n, a, w, wd, b0, b1, y);
+}
+
+__attribute__ ((target (VNNI_TARGET ",f16c"))) static void
+axpy_q4_avx512 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
+{
+  axpy_avx512 (G3N_QUANT_Q4_0, n, a, w, wd, b0, b1, y);
 }
 
 /* The AVX2 quantiser's steps on 16 lanes, with masked loads for a partial last block. */
