@@ -191,36 +191,81 @@ block_dot_avx2 (__m256i u, __m256i x)
   return _mm256_cvtepi32_ps (_mm256_madd_epi16 (pairs, _mm256_set1_epi16 (1)));
 }
 
+/* Written once for R rows (1, or 2 at once sharing each activation load), as the VNNI kernels below:
+ * every row in the same order of operations whatever R. */
+__attribute__ ((target ("avx2,fma,f16c"), always_inline)) static inline void
+q8_avx2_rows (int R, const gint8 *const *q, const guint16 *const *wd, const gint8 *xq, const float *xd, int nb,
+              float *const *out)
+{
+  __m256 acc[2][2];
+  for (int r = 0; r < R; r++)
+    acc[r][0] = acc[r][1] = _mm256_setzero_ps ();
+  for (int k = 0; k < nb; k++) {
+    __m256i xv = _mm256_loadu_si256 ((const __m256i *) (xq + k * G3N_QBLOCK));
+    for (int r = 0; r < R; r++) {
+      __m256i wv = _mm256_loadu_si256 ((const __m256i *) (q[r] + k * G3N_QBLOCK));
+      __m256 p = block_dot_avx2 (_mm256_sign_epi8 (wv, wv), _mm256_sign_epi8 (xv, wv));
+      acc[r][k & 1] = _mm256_fmadd_ps (p, _mm256_set1_ps (_cvtsh_ss (wd[r][k]) * xd[k]), acc[r][k & 1]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    *out[r] = hsum256 (_mm256_add_ps (acc[r][0], acc[r][1]));
+}
+
 __attribute__ ((target ("avx2,fma,f16c"))) static float
 q8_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
 {
-  const gint8 *q = w;
-  __m256 acc[2] = { _mm256_setzero_ps (), _mm256_setzero_ps () };
+  float y;
+  q8_avx2_rows (1, (const gint8 *const[]) { w }, (const guint16 *const[]) { wd }, xq, xd, nb, (float *const[]) { &y });
+  return y;
+}
+
+__attribute__ ((target ("avx2,fma,f16c"))) static void
+q8_avx2_2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq, const float *xd,
+           const float *xs, int nb, float *out0, float *out1)
+{
+  q8_avx2_rows (2, (const gint8 *const[]) { w0, w1 }, (const guint16 *const[]) { wd0, wd1 }, xq, xd, nb,
+                (float *const[]) { out0, out1 });
+}
+
+__attribute__ ((target ("avx2,fma,f16c"), always_inline)) static inline void
+q4_avx2_rows (int R, const guint8 *const *q, const guint16 *const *wd, const gint8 *xq, const float *xd,
+              const float *xs, int nb, float *const *out)
+{
+  __m256 acc[2][2];
+  float corr[2] = { 0, 0 };
+  for (int r = 0; r < R; r++)
+    acc[r][0] = acc[r][1] = _mm256_setzero_ps ();
   for (int k = 0; k < nb; k++) {
-    __m256i wv = _mm256_loadu_si256 ((const __m256i *) (q + k * G3N_QBLOCK));
     __m256i xv = _mm256_loadu_si256 ((const __m256i *) (xq + k * G3N_QBLOCK));
-    __m256 p = block_dot_avx2 (_mm256_sign_epi8 (wv, wv), _mm256_sign_epi8 (xv, wv));
-    acc[k & 1] = _mm256_fmadd_ps (p, _mm256_set1_ps (_cvtsh_ss (wd[k]) * xd[k]), acc[k & 1]);
+    for (int r = 0; r < R; r++) {
+      __m128i v = _mm_loadu_si128 ((const __m128i *) (q[r] + k * G3N_QBLOCK / 2));
+      /* low nibbles are elements 0-15, high nibbles 16-31 */
+      __m256i codes = _mm256_and_si256 (_mm256_set_m128i (_mm_srli_epi16 (v, 4), v), _mm256_set1_epi8 (15));
+      float dw = _cvtsh_ss (wd[r][k]);
+      acc[r][k & 1] = _mm256_fmadd_ps (block_dot_avx2 (codes, xv), _mm256_set1_ps (dw * xd[k]), acc[r][k & 1]);
+      corr[r] += dw * xs[k];
+    }
   }
-  return hsum256 (_mm256_add_ps (acc[0], acc[1]));
+  for (int r = 0; r < R; r++)
+    *out[r] = hsum256 (_mm256_add_ps (acc[r][0], acc[r][1])) - 8.0f * corr[r];
 }
 
 __attribute__ ((target ("avx2,fma,f16c"))) static float
 q4_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
 {
-  const guint8 *q = w;
-  __m256 acc[2] = { _mm256_setzero_ps (), _mm256_setzero_ps () };
-  float corr = 0;
-  for (int k = 0; k < nb; k++) {
-    __m128i v = _mm_loadu_si128 ((const __m128i *) (q + k * G3N_QBLOCK / 2));
-    /* low nibbles are elements 0-15, high nibbles 16-31 */
-    __m256i codes = _mm256_and_si256 (_mm256_set_m128i (_mm_srli_epi16 (v, 4), v), _mm256_set1_epi8 (15));
-    __m256i xv = _mm256_loadu_si256 ((const __m256i *) (xq + k * G3N_QBLOCK));
-    float dw = _cvtsh_ss (wd[k]);
-    acc[k & 1] = _mm256_fmadd_ps (block_dot_avx2 (codes, xv), _mm256_set1_ps (dw * xd[k]), acc[k & 1]);
-    corr += dw * xs[k];
-  }
-  return hsum256 (_mm256_add_ps (acc[0], acc[1])) - 8.0f * corr;
+  float y;
+  q4_avx2_rows (1, (const guint8 *const[]) { w }, (const guint16 *const[]) { wd }, xq, xd, xs, nb,
+                (float *const[]) { &y });
+  return y;
+}
+
+__attribute__ ((target ("avx2,fma,f16c"))) static void
+q4_avx2_2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq, const float *xd,
+           const float *xs, int nb, float *out0, float *out1)
+{
+  q4_avx2_rows (2, (const guint8 *const[]) { w0, w1 }, (const guint16 *const[]) { wd0, wd1 }, xq, xd, xs, nb,
+                (float *const[]) { out0, out1 });
 }
 
 
@@ -275,15 +320,6 @@ q8row_avx2 (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum
 
 #define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq"
 
-/* Scales s[k] = d_w[k]·d_x[k] for up to 16 blocks from k0, and the mask of those present. */
-__attribute__ ((target (VNNI_TARGET))) static inline __m512
-block_scales (const guint16 *wd, const float *xd, int k0, int m, __m512 *dw)
-{
-  __mmask16 km = (__mmask16) ((1u << m) - 1);
-  *dw = _mm512_cvtph_ps (_mm256_maskz_loadu_epi16 (km, wd + k0));
-  return _mm512_mul_ps (*dw, _mm512_maskz_loadu_ps (km, xd + k0));
-}
-
 /* Lanes 0-7 get s[p], lanes 8-15 s[p + 1]: the scales of the two blocks in one register. */
 __attribute__ ((target (VNNI_TARGET))) static inline __m512
 pair_scales (__m512 s, int p)
@@ -292,27 +328,12 @@ pair_scales (__m512 s, int p)
   return _mm512_permutexvar_ps (_mm512_add_epi32 (pair, _mm512_set1_epi32 (p)), s);
 }
 
-__attribute__ ((target (VNNI_TARGET))) static float
-q8_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+/* Lanes 4j..4j+3 get s[p + j]: the scales of four blocks, one per 128-bit lane. */
+__attribute__ ((target (VNNI_TARGET))) static inline __m512
+quad_scales (__m512 s, int p)
 {
-  const gint8 *q = w;
-  const __m512i zero = _mm512_setzero_si512 ();
-  __m512 acc[2] = { _mm512_setzero_ps (), _mm512_setzero_ps () };
-  for (int k0 = 0; k0 < nb; k0 += 16) {
-    int m = MIN (16, nb - k0);
-    __m512 dw;
-    __m512 s = block_scales (wd, xd, k0, m, &dw);
-    for (int p = 0; p < m; p += 2) {
-      const gint8 *wp = q + (gsize) (k0 + p) * G3N_QBLOCK, *xp = xq + (gsize) (k0 + p) * G3N_QBLOCK;
-      __mmask64 bytes = p + 2 <= m ? ~(__mmask64) 0 : 0xffffffffull; /* a lone last block */
-      __m512i wv = _mm512_maskz_loadu_epi8 (bytes, wp), xv = _mm512_maskz_loadu_epi8 (bytes, xp);
-      /* |w| · (x with w's sign): u8 · s8 as vpdpbusd wants */
-      __m512i xs_signed = _mm512_mask_sub_epi8 (xv, _mm512_movepi8_mask (wv), zero, xv);
-      __m512i dot = _mm512_dpbusd_epi32 (zero, _mm512_abs_epi8 (wv), xs_signed);
-      acc[(p >> 1) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), pair_scales (s, p), acc[(p >> 1) & 1]);
-    }
-  }
-  return _mm512_reduce_add_ps (_mm512_add_ps (acc[0], acc[1]));
+  const __m512i quad = _mm512_set_epi32 (3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps (_mm512_add_epi32 (quad, _mm512_set1_epi32 (p)), s);
 }
 
 /* Two Q8_0 blocks (64 bytes of codes) · their activations: |w| · (x with w's sign), u8 · s8 as vpdpbusd
@@ -326,81 +347,52 @@ pair_dot (const gint8 *codes, __m512i xv, __mmask64 bytes)
   return _mm512_dpbusd_epi32 (zero, _mm512_abs_epi8 (wv), x_signed);
 }
 
-/* q8_vnni for two rows at once, in the same order of operations per row (so the same results), as
- * q4_vnni2: the activation loads and scales serve both. */
-__attribute__ ((target (VNNI_TARGET))) static void
-q8_vnni2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq, const float *xd,
-          const float *xs, int nb, float *out0, float *out1)
+/* The decode kernels are written once for R rows (1, or 2 at once: each activation load and scale then
+ * serves both rows, which counts where decode is compute-bound — one Q4_0 row from cache takes ~12 cycles
+ * per 128 weights, the two activation loads and the scale shuffle as dear as the two vpdpbusd). Every row
+ * goes through the same operations in the same order whatever R, so a row's result does not depend on
+ * whether it had a partner. Inlined with R constant, the row loops unroll: each row's loads are then
+ * their own instructions, as the hardware prefetchers want. */
+__attribute__ ((target (VNNI_TARGET), always_inline)) static inline void
+q8_vnni_rows (int R, const gint8 *const *q, const guint16 *const *wd, const gint8 *xq, const float *xd, int nb,
+              float *const *out)
 {
-  const gint8 *q[2] = { w0, w1 };
-  const guint16 *qd[2] = { wd0, wd1 };
   __m512 acc[2][2];
-  for (int r = 0; r < 2; r++)
+  for (int r = 0; r < R; r++)
     acc[r][0] = acc[r][1] = _mm512_setzero_ps ();
   for (int k0 = 0; k0 < nb; k0 += 16) {
     int m = MIN (16, nb - k0);
     __mmask16 km = (__mmask16) ((1u << m) - 1);
     __m512 dx = _mm512_maskz_loadu_ps (km, xd + k0), s[2];
-    for (int r = 0; r < 2; r++)
-      s[r] = _mm512_mul_ps (_mm512_cvtph_ps (_mm256_maskz_loadu_epi16 (km, qd[r] + k0)), dx);
+    for (int r = 0; r < R; r++)
+      s[r] = _mm512_mul_ps (_mm512_cvtph_ps (_mm256_maskz_loadu_epi16 (km, wd[r] + k0)), dx);
     for (int p = 0; p < m; p += 2) {
       gsize at = (gsize) (k0 + p) * G3N_QBLOCK;
-      __mmask64 bytes = p + 2 <= m ? ~(__mmask64) 0 : 0xffffffffull;
+      __mmask64 bytes = p + 2 <= m ? ~(__mmask64) 0 : 0xffffffffull; /* a lone last block */
       __m512i xv = _mm512_maskz_loadu_epi8 (bytes, xq + at);
-      __m512i d0 = pair_dot (q[0] + at, xv, bytes), d1 = pair_dot (q[1] + at, xv, bytes);
-      acc[0][(p >> 1) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (d0), pair_scales (s[0], p), acc[0][(p >> 1) & 1]);
-      acc[1][(p >> 1) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (d1), pair_scales (s[1], p), acc[1][(p >> 1) & 1]);
+      for (int r = 0; r < R; r++)
+        acc[r][(p >> 1) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (pair_dot (q[r] + at, xv, bytes)),
+                                                pair_scales (s[r], p), acc[r][(p >> 1) & 1]);
     }
   }
-  *out0 = _mm512_reduce_add_ps (_mm512_add_ps (acc[0][0], acc[0][1]));
-  *out1 = _mm512_reduce_add_ps (_mm512_add_ps (acc[1][0], acc[1][1]));
+  for (int r = 0; r < R; r++)
+    *out[r] = _mm512_reduce_add_ps (_mm512_add_ps (acc[r][0], acc[r][1]));
 }
 
-/* Lanes 4j..4j+3 get s[p + j]: the scales of four blocks, one per 128-bit lane. */
-__attribute__ ((target (VNNI_TARGET))) static inline __m512
-quad_scales (__m512 s, int p)
-{
-  const __m512i quad = _mm512_set_epi32 (3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-  return _mm512_permutexvar_ps (_mm512_add_epi32 (quad, _mm512_set1_epi32 (p)), s);
-}
-
-/* Activations in nibble order (g3n_q8_rows_nibble_order): a 64-byte load holds four blocks' codes, whose
- * low nibbles are the blocks' first halves lane by lane and high nibbles their second halves, matching the
- * two 64-byte halves of the activations' group: two vpdpbusd per four blocks, no shuffles (twice the blocks
- * per instruction of the natural-order pairs, which need an insert and a permute). Leftover blocks after
- * the last whole group of four are in natural order and go in pairs. */
 __attribute__ ((target (VNNI_TARGET))) static float
-q4_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+q8_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
 {
-  const guint8 *q = w;
-  const __m512i zero = _mm512_setzero_si512 (), low4 = _mm512_set1_epi8 (15);
-  /* [A lo, B lo, A hi, B hi] (128-bit lanes) → [A lo, A hi, B lo, B hi]: both blocks in natural order */
-  const __m512i order = _mm512_set_epi64 (7, 6, 3, 2, 5, 4, 1, 0);
-  __m512 acc[2] = { _mm512_setzero_ps (), _mm512_setzero_ps () }, corr = _mm512_setzero_ps ();
-  for (int k0 = 0; k0 < nb; k0 += 16) {
-    int m = MIN (16, nb - k0), p = 0;
-    __m512 dw;
-    __m512 s = block_scales (wd, xd, k0, m, &dw);
-    corr = _mm512_fmadd_ps (dw, _mm512_maskz_loadu_ps ((__mmask16) ((1u << m) - 1), xs + k0), corr);
-    for (; p + 4 <= m; p += 4) {
-      __m512i v = _mm512_loadu_si512 (q + (gsize) (k0 + p) * G3N_QBLOCK / 2);
-      const gint8 *xp = xq + (gsize) (k0 + p) * G3N_QBLOCK;
-      __m512i lo = _mm512_and_si512 (v, low4), hi = _mm512_and_si512 (_mm512_srli_epi16 (v, 4), low4);
-      __m512i dot = _mm512_dpbusd_epi32 (zero, lo, _mm512_loadu_si512 (xp));
-      dot = _mm512_dpbusd_epi32 (dot, hi, _mm512_loadu_si512 (xp + 64));
-      acc[(p >> 2) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), quad_scales (s, p), acc[(p >> 2) & 1]);
-    }
-    for (; p < m; p += 2) {
-      gboolean two = p + 2 <= m;
-      __m256i v = _mm256_maskz_loadu_epi8 (two ? 0xffffffffu : 0xffffu, q + (gsize) (k0 + p) * G3N_QBLOCK / 2);
-      __m512i xv = _mm512_maskz_loadu_epi8 (two ? ~(__mmask64) 0 : 0xffffffffull, xq + (gsize) (k0 + p) * G3N_QBLOCK);
-      __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (v), _mm256_srli_epi16 (v, 4), 1);
-      codes = _mm512_permutexvar_epi64 (order, _mm512_and_si512 (codes, low4));
-      __m512i dot = _mm512_dpbusd_epi32 (zero, codes, xv);
-      acc[0] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), pair_scales (s, p), acc[0]);
-    }
-  }
-  return _mm512_reduce_add_ps (_mm512_add_ps (acc[0], acc[1])) - 8.0f * _mm512_reduce_add_ps (corr);
+  float y;
+  q8_vnni_rows (1, (const gint8 *const[]) { w }, (const guint16 *const[]) { wd }, xq, xd, nb, (float *const[]) { &y });
+  return y;
+}
+
+__attribute__ ((target (VNNI_TARGET))) static void
+q8_vnni2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq, const float *xd,
+          const float *xs, int nb, float *out0, float *out1)
+{
+  q8_vnni_rows (2, (const gint8 *const[]) { w0, w1 }, (const guint16 *const[]) { wd0, wd1 }, xq, xd, nb,
+                (float *const[]) { out0, out1 });
 }
 
 /* Four Q4_0 blocks (64 bytes of codes) · their activations in nibble order (low halves, high halves). */
@@ -413,52 +405,69 @@ quad_dot (const guint8 *codes, __m512i xlo, __m512i xhi)
   return _mm512_dpbusd_epi32 (_mm512_dpbusd_epi32 (_mm512_setzero_si512 (), lo, xlo), hi, xhi);
 }
 
-/* q4_vnni for two rows at once, in the same order of operations per row (so the same results): each
- * activation load and scale serves both rows, which counts where decode is compute-bound (one row, from
- * cache: ~12 cycles per 128 weights, the two activation loads and the scale shuffle as dear as the two
- * vpdpbusd; two rows: +20-30%). */
-__attribute__ ((target (VNNI_TARGET))) static void
-q4_vnni2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq, const float *xd,
-          const float *xs, int nb, float *out0, float *out1)
+/* Activations in nibble order (g3n_q8_rows_nibble_order): a 64-byte load holds four blocks' codes, whose
+ * low nibbles are the blocks' first halves lane by lane and high nibbles their second halves, matching the
+ * two 64-byte halves of the activations' group: two vpdpbusd per four blocks, no shuffles (twice the blocks
+ * per instruction of the natural-order pairs, which need an insert and a permute). Leftover blocks after
+ * the last whole group of four are in natural order and go in pairs. R rows as q8_vnni_rows. */
+__attribute__ ((target (VNNI_TARGET), always_inline)) static inline void
+q4_vnni_rows (int R, const guint8 *const *q, const guint16 *const *wd, const gint8 *xq, const float *xd,
+              const float *xs, int nb, float *const *out)
 {
-  const guint8 *q[2] = { w0, w1 };
-  const guint16 *qd[2] = { wd0, wd1 };
   const __m512i zero = _mm512_setzero_si512 (), low4 = _mm512_set1_epi8 (15);
-  const __m512i order = _mm512_set_epi64 (7, 6, 3, 2, 5, 4, 1, 0); /* as q4_vnni's leftover pairs */
+  /* [A lo, B lo, A hi, B hi] (128-bit lanes) → [A lo, A hi, B lo, B hi]: both blocks in natural order */
+  const __m512i order = _mm512_set_epi64 (7, 6, 3, 2, 5, 4, 1, 0);
   __m512 acc[2][2], corr[2];
-  for (int r = 0; r < 2; r++)
+  for (int r = 0; r < R; r++)
     acc[r][0] = acc[r][1] = corr[r] = _mm512_setzero_ps ();
   for (int k0 = 0; k0 < nb; k0 += 16) {
     int m = MIN (16, nb - k0), p = 0;
     __mmask16 km = (__mmask16) ((1u << m) - 1);
     __m512 dx = _mm512_maskz_loadu_ps (km, xd + k0), sx = _mm512_maskz_loadu_ps (km, xs + k0), s[2];
-    for (int r = 0; r < 2; r++) {
-      __m512 dw = _mm512_cvtph_ps (_mm256_maskz_loadu_epi16 (km, qd[r] + k0));
+    for (int r = 0; r < R; r++) {
+      __m512 dw = _mm512_cvtph_ps (_mm256_maskz_loadu_epi16 (km, wd[r] + k0));
       s[r] = _mm512_mul_ps (dw, dx);
       corr[r] = _mm512_fmadd_ps (dw, sx, corr[r]);
     }
     for (; p + 4 <= m; p += 4) {
       const gint8 *xp = xq + (gsize) (k0 + p) * G3N_QBLOCK;
       __m512i xlo = _mm512_loadu_si512 (xp), xhi = _mm512_loadu_si512 (xp + 64);
-      __m512i d0 = quad_dot (q[0] + (gsize) (k0 + p) * G3N_QBLOCK / 2, xlo, xhi);
-      __m512i d1 = quad_dot (q[1] + (gsize) (k0 + p) * G3N_QBLOCK / 2, xlo, xhi);
-      acc[0][(p >> 2) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (d0), quad_scales (s[0], p), acc[0][(p >> 2) & 1]);
-      acc[1][(p >> 2) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (d1), quad_scales (s[1], p), acc[1][(p >> 2) & 1]);
+      for (int r = 0; r < R; r++)
+        acc[r][(p >> 2) & 1] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (quad_dot (q[r] + (gsize) (k0 + p) * G3N_QBLOCK / 2,
+                                                                              xlo, xhi)),
+                                                quad_scales (s[r], p), acc[r][(p >> 2) & 1]);
     }
     for (; p < m; p += 2) {
       gboolean two = p + 2 <= m;
       __m512i xv = _mm512_maskz_loadu_epi8 (two ? ~(__mmask64) 0 : 0xffffffffull, xq + (gsize) (k0 + p) * G3N_QBLOCK);
-      for (int r = 0; r < 2; r++) {
+      for (int r = 0; r < R; r++) {
         __m256i v = _mm256_maskz_loadu_epi8 (two ? 0xffffffffu : 0xffffu, q[r] + (gsize) (k0 + p) * G3N_QBLOCK / 2);
         __m512i codes = _mm512_inserti64x4 (_mm512_castsi256_si512 (v), _mm256_srli_epi16 (v, 4), 1);
         codes = _mm512_permutexvar_epi64 (order, _mm512_and_si512 (codes, low4));
-        __m512i dot = _mm512_dpbusd_epi32 (zero, codes, xv);
-        acc[r][0] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (dot), pair_scales (s[r], p), acc[r][0]);
+        acc[r][0] = _mm512_fmadd_ps (_mm512_cvtepi32_ps (_mm512_dpbusd_epi32 (zero, codes, xv)), pair_scales (s[r], p),
+                                     acc[r][0]);
       }
     }
   }
-  *out0 = _mm512_reduce_add_ps (_mm512_add_ps (acc[0][0], acc[0][1])) - 8.0f * _mm512_reduce_add_ps (corr[0]);
-  *out1 = _mm512_reduce_add_ps (_mm512_add_ps (acc[1][0], acc[1][1])) - 8.0f * _mm512_reduce_add_ps (corr[1]);
+  for (int r = 0; r < R; r++)
+    *out[r] = _mm512_reduce_add_ps (_mm512_add_ps (acc[r][0], acc[r][1])) - 8.0f * _mm512_reduce_add_ps (corr[r]);
+}
+
+__attribute__ ((target (VNNI_TARGET))) static float
+q4_vnni (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
+{
+  float y;
+  q4_vnni_rows (1, (const guint8 *const[]) { w }, (const guint16 *const[]) { wd }, xq, xd, xs, nb,
+                (float *const[]) { &y });
+  return y;
+}
+
+__attribute__ ((target (VNNI_TARGET))) static void
+q4_vnni2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq, const float *xd,
+          const float *xs, int nb, float *out0, float *out1)
+{
+  q4_vnni_rows (2, (const guint8 *const[]) { w0, w1 }, (const guint16 *const[]) { wd0, wd1 }, xq, xd, xs, nb,
+                (float *const[]) { out0, out1 });
 }
 
 /* As the AVX2 by-input products, a block's 32 outputs in two registers, its codes as two vectors of 16. */
@@ -551,7 +560,7 @@ typedef struct {
 static const QDotTable portable_table = { "portable", q8_portable, q4_portable, NULL, NULL, axpy_q8_portable, axpy_q4_portable,
                                           q8row_portable, FALSE };
 #ifdef G3N_X86
-static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2, NULL, NULL, axpy_q8_avx2, axpy_q4_avx2, q8row_avx2, FALSE };
+static const QDotTable avx2_table = { "avx2", q8_avx2, q4_avx2, q8_avx2_2, q4_avx2_2, axpy_q8_avx2, axpy_q4_avx2, q8row_avx2, FALSE };
 static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, q8_vnni2, q4_vnni2, axpy_q8_avx512, axpy_q4_avx512, q8row_avx512, TRUE };
 #endif
 
