@@ -31,6 +31,7 @@
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "transpose.h"
 #define G3N_X86 1
 #endif
 
@@ -466,35 +467,16 @@ tile_bf16dp (const void *w, gsize ldw, int mr, const void *p, int wb, int kc, co
 
 /* --------------------------------------------------------------------- AVX-512 packing */
 
-/* r[i] (row i of a 16 × 16 block of 32-bit values) becomes column i: 32-bit interleaves within 128-bit
- * lanes give 4-value column pieces, 64-bit ones 4 × 4 blocks, then two rounds of 128-bit lane shuffles
- * gather each column's four pieces. 64 shuffles for 256 values, against one strided store each. */
+/* g3n_transpose16x16 on floats: only bits move. */
 __attribute__ ((always_inline, target (AVX512_TARGET))) static inline void
 transpose16 (__m512 r[16])
 {
-  __m512 a[16], b[16];
-  for (int i = 0; i < 16; i += 2) {
-    a[i] = _mm512_unpacklo_ps (r[i], r[i + 1]);
-    a[i + 1] = _mm512_unpackhi_ps (r[i], r[i + 1]);
-  }
-  /* b[4g + j]: lane L holds column 4L + j of rows 4g … 4g + 3 */
-  for (int g = 0; g < 4; g++) {
-    __m512d lo0 = _mm512_castps_pd (a[4 * g]), lo1 = _mm512_castps_pd (a[4 * g + 2]);
-    __m512d hi0 = _mm512_castps_pd (a[4 * g + 1]), hi1 = _mm512_castps_pd (a[4 * g + 3]);
-    b[4 * g] = _mm512_castpd_ps (_mm512_unpacklo_pd (lo0, lo1));
-    b[4 * g + 1] = _mm512_castpd_ps (_mm512_unpackhi_pd (lo0, lo1));
-    b[4 * g + 2] = _mm512_castpd_ps (_mm512_unpacklo_pd (hi0, hi1));
-    b[4 * g + 3] = _mm512_castpd_ps (_mm512_unpackhi_pd (hi0, hi1));
-  }
-  /* column 4L + j = lane L of b[j], b[4 + j], b[8 + j], b[12 + j] */
-  for (int j = 0; j < 4; j++) {
-    __m512 p0 = _mm512_shuffle_f32x4 (b[j], b[4 + j], 0x44), p1 = _mm512_shuffle_f32x4 (b[j], b[4 + j], 0xee);
-    __m512 p2 = _mm512_shuffle_f32x4 (b[8 + j], b[12 + j], 0x44), p3 = _mm512_shuffle_f32x4 (b[8 + j], b[12 + j], 0xee);
-    r[j] = _mm512_shuffle_f32x4 (p0, p2, 0x88);
-    r[4 + j] = _mm512_shuffle_f32x4 (p0, p2, 0xdd);
-    r[8 + j] = _mm512_shuffle_f32x4 (p1, p3, 0x88);
-    r[12 + j] = _mm512_shuffle_f32x4 (p1, p3, 0xdd);
-  }
+  __m512i v[16];
+  for (int i = 0; i < 16; i++)
+    v[i] = _mm512_castps_si512 (r[i]);
+  g3n_transpose16x16 (v);
+  for (int i = 0; i < 16; i++)
+    r[i] = _mm512_castsi512_ps (v[i]);
 }
 
 /* A token block's fp32 panel (see pack_blocks), 16 tokens × 16 k per transpose. */

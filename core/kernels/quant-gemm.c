@@ -49,6 +49,7 @@
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "transpose.h"
 #define G3N_X86 1
 #endif
 
@@ -161,34 +162,6 @@ static const QKernel portable_kernel = { PRT, PMT, 1, 0, 0, prep_portable, tile_
 #define VRT (16 * VRV)
 #define VMT 6
 
-/* r[i] (row i: 16 dwords) becomes column i: interleaves of dwords, then qwords, within 128-bit lanes,
- * then two rounds of 128-bit lane shuffles. */
-__attribute__ ((always_inline, target (VNNI_TARGET))) static inline void
-transpose16x16 (__m512i r[16])
-{
-  __m512i a[16], b[16];
-  for (int i = 0; i < 16; i += 2) {
-    a[i] = _mm512_unpacklo_epi32 (r[i], r[i + 1]);
-    a[i + 1] = _mm512_unpackhi_epi32 (r[i], r[i + 1]);
-  }
-  /* b[4g + j] holds, in lane L, dword 4L + j of rows 4g … 4g + 3 */
-  for (int g = 0; g < 4; g++) {
-    b[4 * g] = _mm512_unpacklo_epi64 (a[4 * g], a[4 * g + 2]);
-    b[4 * g + 1] = _mm512_unpackhi_epi64 (a[4 * g], a[4 * g + 2]);
-    b[4 * g + 2] = _mm512_unpacklo_epi64 (a[4 * g + 1], a[4 * g + 3]);
-    b[4 * g + 3] = _mm512_unpackhi_epi64 (a[4 * g + 1], a[4 * g + 3]);
-  }
-  for (int j = 0; j < 4; j++) {
-    __m512i p0 = _mm512_shuffle_i32x4 (b[j], b[4 + j], 0x44), p1 = _mm512_shuffle_i32x4 (b[j], b[4 + j], 0xee);
-    __m512i p2 = _mm512_shuffle_i32x4 (b[8 + j], b[12 + j], 0x44);
-    __m512i p3 = _mm512_shuffle_i32x4 (b[8 + j], b[12 + j], 0xee);
-    r[j] = _mm512_shuffle_i32x4 (p0, p2, 0x88);
-    r[4 + j] = _mm512_shuffle_i32x4 (p0, p2, 0xdd);
-    r[8 + j] = _mm512_shuffle_i32x4 (p1, p3, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4 (p1, p3, 0xdd);
-  }
-}
-
 /* Signed codes of blocks b (and b + 1 when `two`) of one stored row, in element order. */
 __attribute__ ((always_inline, target (VNNI_TARGET))) static inline __m512i
 row_codes_vnni (G3nQuantType type, const guint8 *row, int b, gboolean two)
@@ -220,7 +193,7 @@ prep_vnni (const G3nMatrix *m, int r0, int mr, int b0, int nbk, guint8 *w, float
         const guint8 *row = (const guint8 *) m->data + (gsize) (r0 + 16 * v + i) * row_bytes;
         r[i] = i < rows ? row_codes_vnni (m->quant, row, b0 + b, two) : _mm512_setzero_si512 ();
       }
-      transpose16x16 (r); /* r[c]: dword c (block b + c / 8, group c % 8) of the 16 rows */
+      g3n_transpose16x16 (r); /* r[c]: dword c (block b + c / 8, group c % 8) of the 16 rows */
       for (int c = 0; c < (two ? 16 : 8); c++)
         _mm512_store_si512 (w + ((gsize) (b * 8 + c) * VRV + v) * 64, _mm512_xor_si512 (r[c], bias));
     }
@@ -233,7 +206,7 @@ prep_vnni (const G3nMatrix *m, int r0, int mr, int b0, int nbk, guint8 *w, float
                               (__mmask16) ((1u << cnt) - 1), scales)))
                         : _mm512_setzero_si512 ();
       }
-      transpose16x16 (s);
+      g3n_transpose16x16 (s);
       for (int c = 0; c < cnt; c++)
         _mm512_store_si512 (dw + ((gsize) (b + c) * VRV + v) * 16, s[c]);
     }
