@@ -112,10 +112,10 @@ g3n_cli_load_model (const char *dir, const G3nCliWeights *w, GError **error)
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "--quant-cache needs --quant q8_0 or q4_0");
     return NULL;
   }
-  G3nModel *model = g3n_model_load (dir, error);
-  if (model && !g3n_model_quantize_cached (model, type, w->quant_cache, error))
-    g_clear_pointer (&model, g3n_model_unref);
-  return model;
+  G3nModelParams params = g3n_model_default_params ();
+  params.quant = type;
+  params.quant_cache = w->quant_cache;
+  return g3n_model_load_with_params (dir, &params, error);
 }
 
 int

@@ -10,6 +10,7 @@
 #define GEMMA3N_H
 
 #include <glib.h>
+#include <gio/gio.h> /* GCancellable */
 #include <stdint.h>
 
 G_BEGIN_DECLS
@@ -31,15 +32,59 @@ typedef enum {
 
 /* ---------------------------------------------------------------- model */
 
-/* A loaded checkpoint: config.json plus memory-mapped safetensors (single file or shards). Thread-safe to
- * share; reference-counted so several users (elements of one pipeline) map the weights once. */
+/* Storage of the text decoder's large matrices. Q8_0: blocks of 32 weights along a row, one fp16 scale and
+ * 32 int8 per block (8.5 bits a weight). Q4_0: the same with 4-bit codes q, weight = scale · (q − 8)
+ * (4.5 bits). NONE (= BF16) keeps the checkpoint's own dtype. Quantised results differ from the reference
+ * by quantisation error. */
+typedef enum {
+  G3N_QUANT_NONE = 0,
+  G3N_QUANT_BF16 = G3N_QUANT_NONE, /* "as stored": real checkpoints are BF16 */
+  G3N_QUANT_Q8_0 = 1,
+  G3N_QUANT_Q4_0 = 2,
+} G3nQuantType;
+
+/* "bf16", "q8_0", "q4_0". */
+const char *g3n_quant_type_name (G3nQuantType type);
+/* Parses "bf16"/"none", "q8_0"/"q8", "q4_0"/"q4" (case-insensitive); G3N_ERROR_INVALID_ARGUMENT otherwise. */
+gboolean g3n_quant_type_from_string (const char *name, G3nQuantType *type, GError **error);
+
+/* A loaded checkpoint: config.json plus memory-mapped safetensors (single file or shards). Everything that
+ * changes weights (quantisation, the sparse layers' layout) happens inside g3n_model_load_with_params;
+ * afterwards a model is read-only, so any number of contexts, sessions and encoders on any threads may
+ * share it. Reference-counted: every user holds a reference, the weights are mapped once. */
 typedef struct _G3nModel G3nModel;
 
+typedef struct {
+  /* Storage of the text decoder's large matrices (and a copy of the tied LM head). Converting them
+   * releases the checkpoint pages they came from, so resident memory shrinks; embedding lookups still
+   * read the mapping. E2B: 7–9 s on 2 threads, unless quant_cache holds the result. */
+  G3nQuantType quant;
+  /* A quantised-weights file: when it exists it is read (into huge pages) instead of converting again,
+   * and refused with an error naming it if it is not a valid file of `quant` for this checkpoint;
+   * otherwise the conversion is saved there (atomically) for the next start-up. NULL: none. It is a
+   * safetensors file: per matrix NAME.q (U8 codes), NAME.scales (F16), NAME.layout (I64 rows, cols,
+   * by_input); "__metadata__" holds format, version, quant type and the checkpoint's identity. */
+  const char *quant_cache;
+  int n_threads;          /* threads the conversions at load use; 0 = online cores */
+} G3nModelParams;
+
+G3nModelParams g3n_model_default_params (void);
 /* Loads and validates a Hugging Face Gemma 3n checkpoint folder (config.json, model.safetensors or
- * model.safetensors.index.json). Every tensor the model needs is checked for presence, shape and dtype. */
+ * model.safetensors.index.json): every tensor the model needs is checked for presence, shape and dtype,
+ * then the weights are prepared as params ask (NULL: defaults). */
+G3nModel *g3n_model_load_with_params (const char *dir, const G3nModelParams *params, GError **error);
+/* g3n_model_load_with_params with the defaults: weights as stored. */
 G3nModel *g3n_model_load (const char *dir, GError **error);
 G3nModel *g3n_model_ref (G3nModel *model);
 void g3n_model_unref (G3nModel *model);
+
+G3nQuantType g3n_model_quant_type (const G3nModel *model);
+/* Bytes of weights the text decoder's matrices (LM head included) occupy in their current storage. */
+gsize g3n_model_text_weight_bytes (const G3nModel *model);
+/* Of those, the bytes one generated token reads: in the activation-sparse layers only the non-zero
+ * activations' rows of up_proj and down_proj (their expected share, 1 - sparsity) — what bounds decode
+ * speed at a given memory bandwidth. Per-layer embedding rows and the KV cache are not counted. */
+gsize g3n_model_decode_bytes_per_token (const G3nModel *model);
 
 const char *g3n_model_path (const G3nModel *model);
 /* A hex SHA-256 identifying the checkpoint (config.json, tensor layout, first bytes of each tensor):
@@ -60,56 +105,31 @@ gboolean g3n_model_embed_tokens (const G3nModel *model, const int32_t *ids, int 
 /* Whether every id can be embedded (in the vocabulary, with the embedder its range needs). */
 gboolean g3n_model_check_ids (const G3nModel *model, const int32_t *ids, int n, GError **error);
 
-/* Sets the number of threads the numeric kernels use (0 = all cores). */
+
+/* ---------------------------------------------------------------- compute */
+
+/* How one call computes, for the calls that take it (encoders), and the same two settings in the
+ * parameters of contexts, sessions and audio streams.
+ *
+ * Threads: every user of the library has its own thread budget: its matrix products are split into at
+ * most n_threads parts, run by the calling thread and the process's shared pool of worker threads (grown
+ * to the largest budget asked for). Several users (sessions, encoders, pipelines) on their own threads
+ * compute at once: none waits for another's products, and each progresses even when every worker is busy
+ * elsewhere. Results do not depend on the budget's use by others. The environment variable G3N_THREADS,
+ * when set, overrides every budget (for tests and benchmarks).
+ *
+ * Cancellation: when `cancellable` is cancelled (from any thread), the call returns FALSE with
+ * G_IO_ERROR_CANCELLED within one layer's work (milliseconds), leaving its object as it was before the
+ * call (see each call for what was kept). */
+typedef struct {
+  int n_threads;             /* 0 = online cores */
+  GCancellable *cancellable; /* NULL = not cancellable */
+} G3nComputeParams;
+
+G3nComputeParams g3n_compute_default_params (void);
+/* Sets the calling thread's own budget, used by the calls it makes that are given none (n_threads 0 in
+ * their parameters); 0 = online cores. Other threads are unaffected. */
 void g3n_set_threads (int n_threads);
-
-/* ---- quantised weights (issue 7; owned by the kernels helper: core/kernels/quant*.c, core/model.c) ---- */
-
-/* Storage of the text decoder's large matrices. Q8_0: blocks of 32 weights along a row, one fp16 scale and
- * 32 int8 per block (8.5 bits a weight). Q4_0: the same with 4-bit codes q, weight = scale · (q − 8)
- * (4.5 bits). NONE (= BF16) keeps the checkpoint's own dtype. */
-typedef enum {
-  G3N_QUANT_NONE = 0,
-  G3N_QUANT_BF16 = G3N_QUANT_NONE, /* "as stored": real checkpoints are BF16 */
-  G3N_QUANT_Q8_0 = 1,
-  G3N_QUANT_Q4_0 = 2,
-} G3nQuantType;
-
-/* "bf16", "q8_0", "q4_0". */
-const char *g3n_quant_type_name (G3nQuantType type);
-/* Parses "bf16"/"none", "q8_0"/"q8", "q4_0"/"q4" (case-insensitive); G3N_ERROR_INVALID_ARGUMENT otherwise. */
-gboolean g3n_quant_type_from_string (const char *name, G3nQuantType *type, GError **error);
-/* Converts the text decoder's large matrices (attention and MLP projections, AltUp and per-layer
- * projections) and a copy of the tied LM head to `type`, replacing them: the mapped checkpoint pages they
- * came from are released, so resident memory shrinks; embedding lookups still read the mapping. Call once,
- * before any context decodes; calling again with the model's current type is a no-op, with another type an
- * error (G3N_ERROR_INVALID_ARGUMENT). Results then differ from the reference by quantisation error. */
-gboolean g3n_model_quantize (G3nModel *model, G3nQuantType type, GError **error);
-G3nQuantType g3n_model_quant_type (const G3nModel *model);
-/* Bytes of weights the text decoder's matrices (LM head included) occupy in their current storage. */
-gsize g3n_model_text_weight_bytes (const G3nModel *model);
-/* Of those, the bytes one generated token reads: in the activation-sparse layers only the non-zero
- * activations' rows of up_proj and down_proj (their expected share, 1 - sparsity) — what bounds decode
- * speed at a given memory bandwidth. Per-layer embedding rows and the KV cache are not counted. */
-gsize g3n_model_decode_bytes_per_token (const G3nModel *model);
-
-/* A quantised-weights file (core/quant-file.c) keeps what g3n_model_quantize computes, so later start-ups
- * map it instead of converting again (E2B: seconds instead of ~8 s on 2 threads). It is a safetensors file:
- * per matrix `NAME.q` (U8 codes), `NAME.scales` (F16) and `NAME.layout` (I64 rows, cols, by_input), NAME
- * being the checkpoint tensor it replaces; "__metadata__" holds format, version, quant type and the
- * checkpoint's identity. */
-/* Writes the model's quantised matrices to `path` (replaced atomically). The model must be quantised. */
-gboolean g3n_model_save_quantized (G3nModel *model, const char *path, GError **error);
-/* Maps `path` and replaces the text decoder's matrices by its quantised ones, as g3n_model_quantize would
- * (no copy: the pages stay file-backed; the mapping lives until the model is freed). The model must be
- * unquantised. Refused with an error naming the file when it is not such a file, of another version, made
- * from another checkpoint, or missing or misshaping a matrix; the model is then unchanged. */
-gboolean g3n_model_load_quantized (G3nModel *model, const char *path, GError **error);
-/* g3n_model_quantize with a cache: when `path` exists, loads it (an error if it is not a valid file of
- * `type` for this checkpoint); otherwise quantises and saves it there (on a failed save the model stays
- * quantised, FALSE is returned). `type` must then be Q8_0 or Q4_0. A NULL path is g3n_model_quantize. */
-gboolean g3n_model_quantize_cached (G3nModel *model, G3nQuantType type, const char *path, GError **error);
-/* ---- end of quantised weights ---- */
 
 /* ---------------------------------------------------------------- decoder context */
 
@@ -136,6 +156,7 @@ gboolean g3n_kv_type_from_string (const char *name, G3nKvType *type, GError **er
 typedef struct {
   int n_ctx;           /* maximum positions; 0 = the model's max_position_embeddings */
   G3nKvType kv_type;   /* storage of the KV cache (default G3N_KV_F32) */
+  int n_threads;       /* the context's thread budget (G3nComputeParams); 0 = online cores */
 } G3nContextParams;
 
 G3nContextParams g3n_context_default_params (void);
@@ -157,7 +178,8 @@ G3nKvType g3n_context_kv_type (const G3nContext *ctx);
 
 /* One step of input. ids are always required (the per-layer embeddings are looked up by id); `embeds`,
  * when set, replaces the input embedding of every token (e.g. multimodal soft tokens scattered by the
- * caller). Each output pointer is optional. */
+ * caller). Each output pointer is optional. A cancelled batch (G_IO_ERROR_CANCELLED) leaves the context
+ * exactly as before it: none of its tokens is consumed. */
 typedef struct {
   int n_tokens;
   const int32_t *ids;          /* [n_tokens] */
@@ -167,6 +189,7 @@ typedef struct {
   float *last_hidden;          /* [n_tokens, n_embd]: final-normed hidden state (LM head input) */
   float *hidden_states;        /* [n_layers + 1, n_altup, n_tokens, n_embd]: AltUp streams per layer */
   float *per_layer_inputs;     /* [n_tokens, n_layers, n_embd_per_layer] */
+  GCancellable *cancellable;   /* NULL = not cancellable */
 } G3nBatch;
 
 gboolean g3n_context_decode (G3nContext *ctx, const G3nBatch *batch, GError **error);

@@ -5,6 +5,7 @@
  * KV-shared layers) are ignored.
  */
 #include "model.h"
+#include "kernels/threadpool.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -162,16 +163,45 @@ bind_embedder (G3nModel *m, const char *name, int vocab, int mm_hidden, G3nEmbed
 
 static G3nModel *load_checked (const char *dir, GError **error);
 
-G3nModel *
-g3n_model_load (const char *dir, GError **error)
+G3nModelParams
+g3n_model_default_params (void)
 {
+  return (G3nModelParams) { .quant = G3N_QUANT_NONE };
+}
+
+/* Everything that changes the weights happens here, before the model is handed out: afterwards it is
+ * read-only, so any number of contexts and encoders on any threads can share it. */
+static gboolean
+prepare_weights (G3nModel *m, const G3nModelParams *p, GError **error)
+{
+  int previous = g3n_kernels_push_threads (p->n_threads);
+  gboolean ok = (p->quant == G3N_QUANT_NONE && !p->quant_cache)
+                || g3n_model_quantize_cached (m, p->quant, p->quant_cache, error);
+  if (ok)
+    g3n_model_lay_out_sparse_layers (m);
+  g3n_kernels_pop_threads (previous);
+  return ok;
+}
+
+G3nModel *
+g3n_model_load_with_params (const char *dir, const G3nModelParams *params, GError **error)
+{
+  G3nModelParams p = params ? *params : g3n_model_default_params ();
   /* The binders test *error to stop at the first problem, so they need a real one even if the caller
    * passed NULL. */
   GError *local = NULL;
   G3nModel *m = load_checked (dir, &local);
+  if (m && !prepare_weights (m, &p, &local))
+    g_clear_pointer (&m, g3n_model_unref);
   if (local)
     g_propagate_error (error, local);
   return m;
+}
+
+G3nModel *
+g3n_model_load (const char *dir, GError **error)
+{
+  return g3n_model_load_with_params (dir, NULL, error);
 }
 
 static G3nModel *
@@ -309,12 +339,6 @@ char *
 g3n_model_source_identity (G3nModel *m)
 {
   return compute_identity (m, G3N_QUANT_NONE);
-}
-
-void
-g3n_set_threads (int n_threads)
-{
-  g3n_kernels_set_threads (n_threads);
 }
 
 /* ------------------------------------------------------------------------------ quantisation */

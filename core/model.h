@@ -71,9 +71,8 @@ typedef struct {
   gboolean quantizable; /* at least one block wide as stored; narrower ones stay as in the checkpoint */
 } G3nTextMatrix;
 
-/* Lays the float sparse layers' down_proj out by input (once; the first context does it): not at load,
- * because quantising or loading quantised weights replaces those matrices, and the copies would only add
- * to the peak memory of start-up. */
+/* Lays the float sparse layers' down_proj out by input (once), at the end of loading: after any
+ * quantisation, which replaces those matrices, so the copies never add to the peak memory of start-up. */
 void g3n_model_lay_out_sparse_layers (G3nModel *m);
 
 /* The text decoder's large matrices in a fixed order (G3nTextMatrix; g_array_unref frees the names too). */
@@ -85,6 +84,18 @@ void g3n_model_replace_matrix (G3nModel *m, G3nTextMatrix *tm, const G3nMatrix *
 void g3n_model_set_quant (G3nModel *m, G3nQuantType type);
 /* The identity of the checkpoint as stored (unquantised), whatever the model holds now; the caller frees it. */
 char *g3n_model_source_identity (G3nModel *m);
+
+/* Weight preparation, run by g3n_model_load_with_params before the model is handed out (and by tests).
+ * g3n_model_quantize converts the text decoder's large matrices and a copy of the tied LM head to `type`;
+ * again with the model's current type is a no-op, with another type an error. The quantised-weights file
+ * (quant-file.c): save writes the model's quantised matrices (replaced atomically; the model must be
+ * quantised); load reads one into huge pages and replaces the matrices by its own (the model must be
+ * unquantised; a file of another version, checkpoint or shape is refused, the model then unchanged);
+ * quantize_cached loads `path` when it exists, otherwise quantises and saves it (NULL path: quantize). */
+gboolean g3n_model_quantize (G3nModel *model, G3nQuantType type, GError **error);
+gboolean g3n_model_save_quantized (G3nModel *model, const char *path, GError **error);
+gboolean g3n_model_load_quantized (G3nModel *model, const char *path, GError **error);
+gboolean g3n_model_quantize_cached (G3nModel *model, G3nQuantType type, const char *path, GError **error);
 
 G_END_DECLS
 

@@ -6,6 +6,7 @@
  * with the innovation. Per-layer embeddings (PLE) are added to the non-active streams after each layer.
  * Names and order follow transformers' modeling_gemma3n.py so each step can be checked against it.
  */
+#include "compute.h"
 #include "kernels/threadpool.h"
 #include "kv-cache.h"
 #include "model.h"
@@ -21,6 +22,7 @@ struct _G3nContext {
   int n_ctx;
   int n_past;
   G3nKvType kv_type;
+  int n_threads;        /* the context's budget for its products (g3n_kernels_push_threads) */
   G3nKvLayer *kv;       /* per layer; used only by layers that compute their own keys/values */
   float *inv_freq[2];   /* RoPE inverse frequencies [head_dim / 2] of the global [0] and local [1] layers */
 };
@@ -683,7 +685,8 @@ scatter_rows (float *dst, const float *src, int rows, int T, int T_total, int t0
     memcpy (dst + ((gsize) r * T_total + t0) * H, src + (gsize) r * T * H, sizeof (float) * T * H);
 }
 
-static void
+/* Returns FALSE when cancelled between layers; the caller then rolls the caches back. */
+static gboolean
 run_ubatch (G3nContext *ctx, const G3nBatch *b, int t0, int T)
 {
   const G3nModel *m = ctx->model;
@@ -714,13 +717,19 @@ run_ubatch (G3nContext *ctx, const G3nBatch *b, int t0, int T)
   if (b->hidden_states)
     scatter_rows (b->hidden_states, w->streams, A, T, N, t0, H);
 
-  for (int layer = 0; layer < L; layer++) {
+  gboolean cancelled = FALSE;
+  for (int layer = 0; layer < L && !cancelled; layer++) {
     decoder_layer (ctx, layer, w);
     if (b->hidden_states)
       scatter_rows (b->hidden_states + (gsize) (layer + 1) * A * N * H, w->streams, A, T, N, t0, H);
+    cancelled = b->cancellable && g_cancellable_is_cancelled (b->cancellable);
   }
-  for (int layer = 0; layer < L; layer++)
-    g3n_kv_layer_trim (&ctx->kv[layer]);
+  if (cancelled) {
+    g_free (emb);
+    g_free (pos);
+    work_free (w);
+    return FALSE;
+  }
 
   final_hidden (m, w, emb);
   if (b->last_hidden)
@@ -733,6 +742,20 @@ run_ubatch (G3nContext *ctx, const G3nBatch *b, int t0, int T)
   g_free (emb);
   g_free (pos);
   work_free (w);
+  return TRUE;
+}
+
+/* Forgets every cached row at or after position n_past (a cancelled batch's). The sliding layers are
+ * trimmed only after a whole batch, so the rows before it are all still there. */
+static void
+roll_back (G3nContext *ctx, int n_past)
+{
+  for (int layer = 0; layer < ctx->model->config->text.num_hidden_layers; layer++) {
+    G3nKvLayer *kv = &ctx->kv[layer];
+    if (kv->pos0 + kv->len > n_past)
+      kv->len = MAX (0, n_past - kv->pos0);
+  }
+  ctx->n_past = n_past;
 }
 
 gboolean
@@ -758,8 +781,19 @@ g3n_context_decode (G3nContext *ctx, const G3nBatch *b, GError **error)
     }
   if (!b->embeds && !g3n_model_check_ids (ctx->model, b->ids, b->n_tokens, error))
     return FALSE;
-  for (int t0 = 0; t0 < b->n_tokens; t0 += MAX_UBATCH)
-    run_ubatch (ctx, b, t0, MIN (MAX_UBATCH, b->n_tokens - t0));
+  if (g3n_check_cancelled (b->cancellable, "decoding", error))
+    return FALSE;
+  int start = ctx->n_past, previous = g3n_kernels_push_threads (ctx->n_threads);
+  gboolean ok = TRUE;
+  for (int t0 = 0; ok && t0 < b->n_tokens; t0 += MAX_UBATCH)
+    ok = run_ubatch (ctx, b, t0, MIN (MAX_UBATCH, b->n_tokens - t0));
+  g3n_kernels_pop_threads (previous);
+  if (!ok) {
+    roll_back (ctx, start);
+    return !g3n_check_cancelled (b->cancellable, "decoding", error);
+  }
+  for (int layer = 0; layer < c->num_hidden_layers; layer++)
+    g3n_kv_layer_trim (&ctx->kv[layer]);
   return TRUE;
 }
 
@@ -784,11 +818,11 @@ g3n_context_new (G3nModel *model, const G3nContextParams *params, GError **error
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "unknown KV cache type %d", (int) p.kv_type);
     return NULL;
   }
-  g3n_model_lay_out_sparse_layers (model);
   G3nContext *ctx = g_new0 (G3nContext, 1);
   ctx->model = g3n_model_ref (model);
   ctx->n_ctx = p.n_ctx ? p.n_ctx : c->max_position_embeddings;
   ctx->kv_type = p.kv_type;
+  ctx->n_threads = p.n_threads;
   G3nDType dtype = p.kv_type == G3N_KV_F16 ? G3N_DTYPE_F16 : p.kv_type == G3N_KV_BF16 ? G3N_DTYPE_BF16 : G3N_DTYPE_F32;
   ctx->kv = g_new0 (G3nKvLayer, c->num_hidden_layers);
   for (int i = 0; i < c->num_hidden_layers; i++)

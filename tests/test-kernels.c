@@ -132,9 +132,9 @@ run_grouped_rows (G3nDType dtype, int rows, int cols, int n)
     x[i] = (float) g_rand_double_range (rand, -1, 1);
   G3nMatrix m = { .data = w, .dtype = dtype, .rows = rows, .cols = cols };
   g3n_matmul (&m, x, n, y);
-  g3n_kernels_set_threads (1);
+  g3n_kernels_push_threads (1);
   g3n_matmul (&m, x, n, y1);
-  g3n_kernels_set_threads (0);
+  g3n_kernels_push_threads (0);
   matmul_by_selected_rows (&m, x, n, sel);
   gboolean ok = memcmp (y, sel, sizeof (float) * n * rows) == 0 && memcmp (y1, sel, sizeof (float) * n * rows) == 0;
   printf ("%s %s %dx%d, n=%d (%s): rows four at a time, each bit for bit as alone, on 1 and %d threads\n",

@@ -196,9 +196,9 @@ test_row_pairs (G3nQuantType type, int rows, int cols)
   gpointer buf = g3n_matrix_quantize (&m, type, &q);
   g3n_matmul_rows (&q, x, all, rows, single);
   g3n_matmul (&q, x, 1, y);
-  g3n_kernels_set_threads (1);
+  g3n_kernels_push_threads (1);
   g3n_matmul (&q, x, 1, y1);
-  g3n_kernels_set_threads (0);
+  g3n_kernels_push_threads (0);
   check (memcmp (y, single, sizeof (float) * rows) == 0 && memcmp (y1, single, sizeof (float) * rows) == 0,
          "%s decode product %dx%d (%s%s): every row bit for bit as the one-row kernel's, on 1 and %d threads",
          g3n_quant_type_name (type), rows, cols, g3n_kernels_isa (),

@@ -10,6 +10,7 @@
  */
 #include "audio-encoder.h"
 #include "model-config.h"
+#include "kernels/threadpool.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -222,7 +223,7 @@ main (int argc, char **argv)
   int n_runs = argc > 3 ? argc - 3 : 2;
   for (int r = 0; r < n_runs; r++) {
     int threads = argc > 3 ? atoi (argv[3 + r]) : default_threads[r];
-    g3n_kernels_set_threads (threads);
+    g3n_kernels_push_threads (threads);
     double a = now ();
     gboolean ok = g3n_audio_features_compute (fx, pcm, n, feat, mask, &e);
     double b = now ();

@@ -24,6 +24,7 @@
  * |y_gemm − y_dots| relative to the largest |y|.
  */
 #include "kernels/kernels.h"
+#include "kernels/threadpool.h"
 #include "kernels/quant.h"
 
 #include <math.h>
@@ -85,7 +86,7 @@ bench_gemm (int tokens, double budget)
     if (s == 0) /* the pool is sized at its first parallel region: make that one on 2 threads */
       g3n_matmul (&m, x, tokens, y);
     for (int threads = 1; threads <= 2; threads++) {
-      g3n_kernels_set_threads (threads);
+      g3n_kernels_push_threads (threads);
       double gflops[3], dev = 0, top = 0;
       for (int p = 0; p < 3; p++) {
         g3n_kernels_set_gemm_blas (p == 0);
@@ -157,7 +158,7 @@ bench_qgemm (const int *token_counts, int n_counts, double budget)
       double ops = 2.0 * count * tokens;
       for (int k = 0; k < 2; k++)
         for (int threads = 1; threads <= 2; threads++) {
-          g3n_kernels_set_threads (threads);
+          g3n_kernels_push_threads (threads);
           double dots = best_call (g3n_matmul_quant_dots, &q[k], x, tokens, y_dots, budget);
           double gemm = best_call (g3n_quant_gemm, &q[k], x, tokens, y, budget);
           double ref = k == 0 ? best_call (g3n_matmul, &bf16, x, tokens, y, budget) : 0;
@@ -191,7 +192,7 @@ int
 main (int argc, char **argv)
 {
   if (argc > 1 && g_str_equal (argv[1], "gemm")) {
-    g3n_kernels_set_threads (2);
+    g3n_kernels_push_threads (2);
     int tokens = argc > 2 ? atoi (argv[2]) : 512;
     double budget = argc > 3 ? atof (argv[3]) : 1.0;
     if (tokens < 8 || budget <= 0) { /* fewer tokens go through dot products, not the GEMM paths */
@@ -201,7 +202,7 @@ main (int argc, char **argv)
     return bench_gemm (tokens, budget);
   }
   if (argc > 1 && g_str_equal (argv[1], "qgemm")) {
-    g3n_kernels_set_threads (2); /* the pool is sized at first use */
+    g3n_kernels_push_threads (2); /* the pool is sized at first use */
     int counts[2] = { 256, 512 }, n_counts = 2;
     if (argc > 2)
       counts[0] = atoi (argv[2]), n_counts = 1;
@@ -219,7 +220,7 @@ main (int argc, char **argv)
     fprintf (stderr, "usage: bench-kernels [ROWS COLS [TOKENS [SECONDS]]]\n");
     return 2;
   }
-  g3n_kernels_set_threads (2); /* the pool is sized at first use; 1 thread is then a subset */
+  g3n_kernels_push_threads (2); /* the pool is sized at first use; 1 thread is then a subset */
   GRand *rand = g_rand_new_with_seed (7);
   gsize count = (gsize) rows * cols;
   guint16 *w = g_new (guint16, count);
@@ -243,7 +244,7 @@ main (int argc, char **argv)
   printf ("%-5s %7s %3s %12s %9s %12s %9s\n", "type", "MiB", "thr", "GEMV ns", "GB/s", "GEMM ms", "GFLOP/s");
   for (int k = 0; k < 3; k++)
     for (int threads = 1; threads <= 2; threads++) {
-      g3n_kernels_set_threads (threads);
+      g3n_kernels_push_threads (threads);
       double gemv = time_matmul (&mats[k], x, 1, y, budget);
       double gemm = time_matmul (&mats[k], x, tokens, y, budget);
       gsize bytes = g3n_matrix_bytes (&mats[k]);
@@ -262,7 +263,7 @@ main (int argc, char **argv)
     G3nMatrix by_input;
     gpointer b = g3n_matrix_quantize_by_input (&mats[0], mats[k].quant, &by_input);
     for (int threads = 1; threads <= 2; threads++) {
-      g3n_kernels_set_threads (threads);
+      g3n_kernels_push_threads (threads);
       double dense = time_matmul (&mats[k], sparse, 1, y, budget);
       double skip = time_matmul (&by_input, sparse, 1, y, budget);
       printf ("%-5s %3d %14.0f %14.0f\n", names[k], threads, dense * 1e9, skip * 1e9);

@@ -14,6 +14,7 @@
  */
 #include "gemma3n.h"
 #include "kernels/kernels.h"     /* g3n_kernels_set_bf16_activations */
+#include "model.h"               /* g3n_model_quantize */
 #include "../tests/test-util.h" /* logit_diff */
 
 #include <stdio.h>

@@ -105,9 +105,6 @@ const char *g3n_kernels_isa (void);
 void g3n_sgemm_nt (int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc);
 void g3n_sgemm_nn (int m, int n, int k, const float *a, int lda, const float *b, int ldb, float *c, int ldc);
 
-/* Sets how many threads the kernels (and OpenBLAS) use; 0 = all cores. */
-void g3n_kernels_set_threads (int n_threads);
-
 /* Opt-in faster prefill on BF16 weights: multi-token products round the activations to BF16 (round to
  * nearest even) and, on CPUs with AVX512_BF16, multiply with vdpbf16ps at twice the FMA rate; sums stay
  * fp32. Off by default (the products then match the reference's fp32 math up to summation order); the

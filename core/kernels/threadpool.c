@@ -1,8 +1,12 @@
-/* threadpool.c — persistent workers woken per parallel region.
+/* threadpool.c — persistent workers shared by every user of the kernels, running several regions at once.
  *
  * Creating threads per matrix product would cost more than a decode-step GEMV itself, so workers are made
- * once and wait on a condition variable. One region runs at a time; a second caller arriving while a
- * region is running does its work inline instead of queueing behind it.
+ * once and wait on a condition variable. Each parallel region is split into a fixed number of parts (the
+ * caller's thread budget, see g3n_kernels_threads); the caller and any idle worker claim parts until none
+ * is left. Several callers (a decoder, an audio encoder and a vision encoder on their own threads) can have
+ * regions open at once: none waits for another's region, and each claims its own parts itself, so it
+ * always progresses even when every worker is busy elsewhere. Results do not depend on who runs a part:
+ * the split depends only on the region's size and its part count.
  */
 #include "threadpool.h"
 #include "kernels.h"
@@ -11,42 +15,113 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-typedef struct {
-  pthread_mutex_t lock;
-  pthread_cond_t wake, done;
-  GMutex region; /* held by the thread running a parallel region */
-  int n_workers;   /* threads besides the caller */
-  pthread_t *workers;
-  guint64 generation;
-  int pending;
-  /* the current region */
+#define MAX_THREADS 256
+
+/* One open parallel region; lives on its caller's stack. */
+typedef struct Region {
   int n, parts;
   G3nRangeFn fn;
   gpointer data;
+  int next_part;          /* atomic: the next part to claim */
+  int parts_done;         /* atomic */
+  struct Region *older, *newer; /* the pool's list of regions with parts left to claim */
+} Region;
+
+typedef struct {
+  pthread_mutex_t lock;   /* guards the list, the worker count and the sleepers */
+  pthread_cond_t wake;    /* a region was opened */
+  pthread_cond_t done;    /* some region's last part finished */
+  Region *oldest, *newest;
+  guint64 generation;     /* atomic: counts regions opened, so spinning workers see new work */
+  int n_workers;
 } Pool;
 
-static Pool pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
-static int requested_threads; /* 0 = online cores */
-static GOnce pool_once = G_ONCE_INIT;
+static Pool pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+                     .done = PTHREAD_COND_INITIALIZER };
+
+/* The calling thread's budget (g3n_kernels_push_threads); 0 = none set. */
+static __thread int thread_budget;
+
+static int
+online_cores (void)
+{
+  long n = sysconf (_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int) MIN (n, MAX_THREADS) : 1;
+}
 
 int
 g3n_kernels_threads (void)
 {
-  if (requested_threads > 0)
-    return requested_threads;
-  const char *env = g_getenv ("G3N_THREADS"); /* lets tests and benchmarks pin the count */
+  /* G3N_THREADS pins every user's count, for tests and benchmarks only. */
+  const char *env = g_getenv ("G3N_THREADS");
   if (env && atoi (env) > 0)
-    return MIN (atoi (env), 256);
-  long n = sysconf (_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int) MIN (n, 256) : 1;
+    return MIN (atoi (env), MAX_THREADS);
+  return thread_budget > 0 ? thread_budget : online_cores ();
+}
+
+int
+g3n_kernels_push_threads (int n_threads)
+{
+  int previous = thread_budget;
+  thread_budget = n_threads > 0 ? MIN (n_threads, MAX_THREADS) : 0;
+  return previous;
+}
+
+void
+g3n_kernels_pop_threads (int previous)
+{
+  thread_budget = previous;
 }
 
 static void
-run_part (int part, int parts, int n, G3nRangeFn fn, gpointer data)
+run_part (Region *r, int part)
 {
-  int begin = (int) ((gint64) n * part / parts), end = (int) ((gint64) n * (part + 1) / parts);
+  int begin = (int) ((gint64) r->n * part / r->parts), end = (int) ((gint64) r->n * (part + 1) / r->parts);
   if (begin < end)
-    fn (begin, end, data);
+    r->fn (begin, end, r->data);
+}
+
+/* Marks a part finished. The last one wakes the region's caller if it went to sleep; the caller may
+ * return (and its stack region vanish) as soon as parts_done reaches parts, so r is not touched after. */
+static void
+finish_part (Region *r)
+{
+  int parts = r->parts;
+  if (__atomic_add_fetch (&r->parts_done, 1, __ATOMIC_ACQ_REL) == parts) {
+    pthread_mutex_lock (&pool.lock);
+    pthread_cond_broadcast (&pool.done);
+    pthread_mutex_unlock (&pool.lock);
+  }
+}
+
+static void
+unlink_region (Region *r)
+{
+  if (r->older)
+    r->older->newer = r->newer;
+  else if (pool.oldest == r)
+    pool.oldest = r->newer;
+  if (r->newer)
+    r->newer->older = r->older;
+  else if (pool.newest == r)
+    pool.newest = r->older;
+  r->older = r->newer = NULL;
+}
+
+/* Under pool.lock: a part of the oldest region with parts left, so regions finish in the order opened. A
+ * claimed part keeps its region alive (its caller waits for every part), so it can run after unlocking. */
+static gboolean
+claim_locked (Region **region, int *part)
+{
+  for (Region *r = pool.oldest; r; r = r->newer) {
+    int p = __atomic_fetch_add (&r->next_part, 1, __ATOMIC_ACQ_REL);
+    if (p < r->parts) {
+      *region = r;
+      *part = p;
+      return TRUE;
+    }
+  }
+  return FALSE;
 }
 
 /* Iterations a thread spins before sleeping (~tens of µs): decode runs hundreds of short regions per token,
@@ -62,80 +137,83 @@ cpu_relax (void)
 }
 
 static void *
-worker_main (void *arg)
+worker_main (void *unused)
 {
-  int index = GPOINTER_TO_INT (arg); /* 1..n_workers; the caller is part 0 */
-  guint64 seen = 0;
   for (;;) {
+    guint64 seen = __atomic_load_n (&pool.generation, __ATOMIC_ACQUIRE);
+    Region *r;
+    int part;
+    pthread_mutex_lock (&pool.lock);
+    gboolean got = claim_locked (&r, &part);
+    pthread_mutex_unlock (&pool.lock);
+    if (got) {
+      run_part (r, part);
+      finish_part (r);
+      continue;
+    }
     for (int i = 0; i < SPIN && __atomic_load_n (&pool.generation, __ATOMIC_ACQUIRE) == seen; i++)
       cpu_relax ();
     pthread_mutex_lock (&pool.lock);
-    while (pool.generation == seen)
+    while (__atomic_load_n (&pool.generation, __ATOMIC_ACQUIRE) == seen)
       pthread_cond_wait (&pool.wake, &pool.lock);
-    seen = pool.generation;
-    int n = pool.n, parts = pool.parts;
-    G3nRangeFn fn = pool.fn;
-    gpointer data = pool.data;
     pthread_mutex_unlock (&pool.lock);
-    if (index < parts)
-      run_part (index, parts, n, fn, data);
-    if (__atomic_sub_fetch (&pool.pending, 1, __ATOMIC_ACQ_REL) == 0) {
-      /* under the lock, so a caller that saw pending > 0 and went to sleep is woken */
-      pthread_mutex_lock (&pool.lock);
-      pthread_cond_signal (&pool.done);
-      pthread_mutex_unlock (&pool.lock);
-    }
   }
   return NULL;
 }
 
-static gpointer
-start_pool (gpointer unused)
+/* Under pool.lock: enough workers that a region of `threads` parts can run all its parts at once. Workers
+ * are never stopped; the pool grows to the largest budget any user asked for. */
+static void
+grow_locked (int threads)
 {
-  g_mutex_init (&pool.region);
-  pool.n_workers = g3n_kernels_threads () - 1;
-  pool.workers = g_new0 (pthread_t, MAX (pool.n_workers, 1));
-  for (int i = 0; i < pool.n_workers; i++)
-    pthread_create (&pool.workers[i], NULL, worker_main, GINT_TO_POINTER (i + 1));
-  return NULL;
+  while (pool.n_workers < threads - 1) {
+    pthread_t t;
+    if (pthread_create (&t, NULL, worker_main, NULL) != 0)
+      break; /* fewer workers: the callers run more parts themselves */
+    pthread_detach (t);
+    pool.n_workers++;
+  }
 }
 
 void
 g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data)
 {
-  g_once (&pool_once, start_pool, NULL);
-  int parts = MIN (pool.n_workers + 1, g3n_kernels_threads ());
-  parts = MIN (parts, MAX (1, n / MAX (grain, 1)));
-  if (parts <= 1 || !g_mutex_trylock (&pool.region)) {
+  int threads = g3n_kernels_threads ();
+  int parts = MIN (threads, MAX (1, n / MAX (grain, 1)));
+  if (parts <= 1) {
     fn (0, n, data);
     return;
   }
+  Region r = { .n = n, .parts = parts, .fn = fn, .data = data };
   pthread_mutex_lock (&pool.lock);
-  pool.n = n;
-  pool.parts = parts;
-  pool.fn = fn;
-  pool.data = data;
-  __atomic_store_n (&pool.pending, pool.n_workers, __ATOMIC_RELEASE);
+  grow_locked (threads);
+  r.older = pool.newest;
+  if (pool.newest)
+    pool.newest->newer = &r;
+  else
+    pool.oldest = &r;
+  pool.newest = &r;
   __atomic_add_fetch (&pool.generation, 1, __ATOMIC_RELEASE);
   pthread_cond_broadcast (&pool.wake);
   pthread_mutex_unlock (&pool.lock);
 
-  run_part (0, parts, n, fn, data);
-
-  for (int i = 0; i < SPIN && __atomic_load_n (&pool.pending, __ATOMIC_ACQUIRE) > 0; i++)
-    cpu_relax ();
+  /* The caller claims its own parts without the lock: it never depends on a worker being free. */
+  for (int p; (p = __atomic_fetch_add (&r.next_part, 1, __ATOMIC_ACQ_REL)) < parts;) {
+    run_part (&r, p);
+    __atomic_add_fetch (&r.parts_done, 1, __ATOMIC_ACQ_REL);
+  }
   pthread_mutex_lock (&pool.lock);
-  while (__atomic_load_n (&pool.pending, __ATOMIC_ACQUIRE) > 0)
-    pthread_cond_wait (&pool.done, &pool.lock);
+  unlink_region (&r);
   pthread_mutex_unlock (&pool.lock);
-  g_mutex_unlock (&pool.region);
-}
 
-void
-g3n_kernels_set_threads (int n_threads)
-{
-  /* The pool is sized at first use; later calls can only use fewer of its workers. */
-  requested_threads = n_threads > 0 ? n_threads : 0;
+  for (int i = 0; i < SPIN && __atomic_load_n (&r.parts_done, __ATOMIC_ACQUIRE) < parts; i++)
+    cpu_relax ();
+  if (__atomic_load_n (&r.parts_done, __ATOMIC_ACQUIRE) < parts) {
+    pthread_mutex_lock (&pool.lock);
+    while (__atomic_load_n (&r.parts_done, __ATOMIC_ACQUIRE) < parts)
+      pthread_cond_wait (&pool.done, &pool.lock);
+    pthread_mutex_unlock (&pool.lock);
+  }
 }
 
 void *

@@ -9,10 +9,11 @@ G_BEGIN_DECLS
 /* Work item: process indices [begin, end). */
 typedef void (*G3nRangeFn) (int begin, int end, gpointer data);
 
-/* Runs fn over [0, n) split into contiguous ranges, one per thread, on the process's kernel pool (created
- * on first use with g3n_kernels_threads() workers). Returns when all ranges are done. If the pool is busy
- * (another thread of the application is inside a parallel region) the work runs on the caller's thread:
- * results are the same, only slower. `grain` is the smallest range worth giving a thread. */
+/* Runs fn over [0, n) split into contiguous ranges, at most one per thread of the caller's budget
+ * (g3n_kernels_threads), on the process's shared kernel pool, and returns when all are done. Several
+ * threads may run regions at once: each caller runs parts of its own region itself and idle workers take
+ * the rest, so no caller waits for another's region. Results do not depend on which thread runs a range.
+ * `grain` is the smallest range worth giving a thread. */
 void g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data);
 
 /* A buffer of at least `bytes` (64-byte aligned) owned by the calling thread and kept between calls: a
@@ -21,8 +22,14 @@ void g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data);
  * grows by at least a quarter when too small. */
 void *g3n_thread_scratch (GPrivate *key, GPrivate *size_key, gsize bytes);
 
-/* Threads the kernels use (g3n_kernels_set_threads; default: online cores). */
+/* The calling thread's budget: the threads its parallel regions are split over. Set per user (a context,
+ * an encoder call) with g3n_kernels_push_threads; default: online cores; G3N_THREADS overrides it for
+ * every user (tests and benchmarks). */
 int g3n_kernels_threads (void);
+/* Sets the calling thread's budget (0 = online cores) and returns the previous one, which the caller
+ * restores with g3n_kernels_pop_threads when its call ends. */
+int g3n_kernels_push_threads (int n_threads);
+void g3n_kernels_pop_threads (int previous);
 
 G_END_DECLS
 
