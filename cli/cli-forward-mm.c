@@ -67,7 +67,7 @@ encode_clips (G3nModel *m, Towers *tw, const float *features, const guint8 *vali
   for (int b = 0; b < B; b++) {
     G3nAudioEncodeOutputs out = { sscp + (gsize) b * n_sub * AH, clip_blocks, tower + (gsize) b * N * AH,
                                   mask + (gsize) b * N, embeds + (gsize) b * N * H };
-    if (!g3n_audio_encode (tw->audio, features + (gsize) b * T * F, T, F, valid ? valid + (gsize) b * T : NULL, &out,
+    if (!g3n_audio_encode (tw->audio, NULL, features + (gsize) b * T * F, T, F, valid ? valid + (gsize) b * T : NULL, &out,
                            error)
         || !g3n_audio_embed_padded (tw->audio, out.embeds, out.tower_mask, N, padded + (gsize) b * S * H, error))
       return FALSE;
@@ -155,7 +155,7 @@ forward_audio_batch (G3nModel *m, const G3nSafetensors *in, Towers *tw, G3nCliOu
   for (int b = 0; b < 2; b++) {
     G3nAudioEncodeOutputs out = { .tower = tower + (gsize) b * N * AH, .tower_mask = tmask + (gsize) b * N,
                                   .embeds = embeds + (gsize) b * N * H };
-    if (!g3n_audio_encode (tw->audio, feat + (gsize) b * T * F, T, F, mask + (gsize) b * T, &out, error))
+    if (!g3n_audio_encode (tw->audio, NULL, feat + (gsize) b * T * F, T, F, mask + (gsize) b * T, &out, error))
       return FALSE;
   }
   return TRUE;
@@ -184,7 +184,7 @@ forward_vision (G3nModel *m, const G3nSafetensors *in, Towers *tw, G3nCliOutputs
   g3n_cli_output (o, "image_embeds", G3N_DTYPE_F32, embeds, 3, (int64_t[]) { B, N, H });
   g3n_cli_output (o, "vision_block_stats", G3N_DTYPE_F32, stats, 2, (int64_t[]) { ns, 3 });
   for (int b = 0; b < B; b++)
-    if (!g3n_vision_encoder_encode (tw->vision, (const float *) px->data + (gsize) b * 3 * S * S,
+    if (!g3n_vision_encoder_encode (tw->vision, NULL, (const float *) px->data + (gsize) b * 3 * S * S,
                                     tower + (gsize) b * C * N, embeds + (gsize) b * N * H, b == 0 ? stats : NULL,
                                     error))
       return FALSE;

@@ -11,6 +11,7 @@
 #include "audio-encoder.h"
 
 #include "embedder.h"
+#include "kernels/threadpool.h"
 #include "model.h"
 
 #include <math.h>
@@ -43,7 +44,7 @@ typedef struct {
 } ConformerLayer;
 
 struct _G3nAudioEncoder {
-  G3nModel *model;      /* a reference, or NULL when built from a tensor lookup */
+  G3nModel *shared_by;  /* the model whose shared tower this is (free drops a reference), or NULL: owned */
   const G3nConfig *cfg;
   const G3nAudioConfig *c;
   char *path;           /* the checkpoint, for messages */
@@ -279,13 +280,33 @@ store_lookup (gpointer store, const char *name)
   return g3n_tensor_store_find (store, name);
 }
 
-G3nAudioEncoder *
-g3n_audio_encoder_new (G3nModel *model, GError **error)
+static void
+encoder_destroy (gpointer p)
+{
+  G3nAudioEncoder *enc = p;
+  g_ptr_array_unref (enc->owned);
+  g_free (enc->layers);
+  g_free (enc->path);
+  g_free (enc);
+}
+
+static gpointer
+make_shared (G3nModel *model, GError **error)
 {
   G3nAudioEncoder *enc = g3n_audio_encoder_new_custom (model->config, model->path, store_lookup, model->store,
                                                        &model->embed_audio, error);
   if (enc)
-    enc->model = g3n_model_ref (model);
+    enc->shared_by = model;
+  return enc;
+}
+
+/* The model's one audio tower: its fp32 copies are made once, whoever asks first. */
+G3nAudioEncoder *
+g3n_audio_encoder_new (G3nModel *model, GError **error)
+{
+  G3nAudioEncoder *enc = g3n_model_shared_tower (model, G3N_TOWER_AUDIO, make_shared, encoder_destroy, error);
+  if (enc)
+    g3n_model_ref (model);
   return enc;
 }
 
@@ -294,12 +315,10 @@ g3n_audio_encoder_free (G3nAudioEncoder *enc)
 {
   if (!enc)
     return;
-  g_ptr_array_unref (enc->owned);
-  g_free (enc->layers);
-  g_free (enc->path);
-  if (enc->model)
-    g3n_model_unref (enc->model);
-  g_free (enc);
+  if (enc->shared_by)
+    g3n_model_unref (enc->shared_by); /* the model destroys its tower */
+  else
+    encoder_destroy (enc);
 }
 
 int g3n_audio_encoder_n_hidden (const G3nAudioEncoder *enc) { return enc->D; }
@@ -360,6 +379,10 @@ typedef struct {
   float *flat;        /* [max_batch, fout1 * cout1] pending sub-sampled rows */
   guint8 *pad;        /* [max_batch] 1 = padding */
   int n_flat;
+  int batch_rows;     /* run the conformer when this many rows are pending: fixed, so results never depend
+                       * on how the input was split into calls */
+  GCancellable *cancel;
+  gboolean cancelled; /* the clip was abandoned: everything until the reset is ignored */
   int pos;            /* sub-sampled rows processed */
   int n_tokens;
   LayerState *ls;
@@ -404,6 +427,7 @@ enc_state_new (const G3nAudioEncoder *enc, const Sink *sink)
   int B = enc->max_batch, D = enc->D;
   e->enc = enc;
   e->sink = *sink;
+  e->batch_rows = B;
   stage_init (&e->st[0], &enc->conv[0]);
   stage_init (&e->st[1], &enc->conv[1]);
   e->flat = g_new (float, (gsize) B * enc->input_proj.cols);
@@ -466,6 +490,7 @@ enc_state_reset (EncState *e)
     memset (e->ls[l].glu, 0, sizeof (float) * (e->enc->kernel - 1) * e->enc->D);
   }
   e->n_flat = e->pos = e->n_tokens = 0;
+  e->cancelled = FALSE;
 }
 
 /* ---------------------------------------------------------------- small ops */
@@ -664,12 +689,17 @@ run_batch (EncState *e)
 {
   const G3nAudioEncoder *enc = e->enc;
   int n = e->n_flat, D = enc->D, R = enc->reduction;
-  if (n == 0)
+  if (n == 0 || e->cancelled)
+    return;
+  /* Checked per block (a few ms each): a cancelled clip stops within one. */
+  if ((e->cancelled = e->cancel && g_cancellable_is_cancelled (e->cancel)))
     return;
   g3n_matmul (&enc->input_proj, e->flat, n, e->x);
   if (e->sink.sscp)
     e->sink.sscp (e->sink.self, e->x, e->pos, n);
   for (int l = 0; l < enc->n_layers; l++) {
+    if ((e->cancelled = e->cancel && g_cancellable_is_cancelled (e->cancel)))
+      return;
     conformer_block (e, l, e->x, e->pad, n);
     if (e->sink.block)
       e->sink.block (e->sink.self, l, e->x, e->pos, n);
@@ -759,11 +789,13 @@ stage_ready (const ConvStage *s, gboolean finishing)
 static void
 stage_push (EncState *e, int i, const float *row, guint8 pad)
 {
+  if (e->cancelled)
+    return;
   if (i == 2) {
     int len = e->enc->input_proj.cols;
     memcpy (e->flat + (gsize) e->n_flat * len, row, sizeof (float) * len);
     e->pad[e->n_flat++] = pad;
-    if (e->n_flat == e->enc->max_batch)
+    if (e->n_flat == e->batch_rows)
       run_batch (e);
     return;
   }
@@ -776,14 +808,20 @@ stage_push (EncState *e, int i, const float *row, guint8 pad)
     stage_emit (e, i, s->n_out);
 }
 
-static void
-enc_state_finish (EncState *e)
+/* The end of a clip: the remaining rows, then a reset for the next clip. FALSE (G_IO_ERROR_CANCELLED) when the
+ * clip was cancelled. */
+static gboolean
+enc_state_finish (EncState *e, GError **error)
 {
   for (int i = 0; i < 2; i++)
-    while (stage_ready (&e->st[i], TRUE))
+    while (!e->cancelled && stage_ready (&e->st[i], TRUE))
       stage_emit (e, i, e->st[i].n_out);
   run_batch (e);
+  gboolean cancelled = e->cancelled;
   enc_state_reset (e);
+  if (cancelled)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "audio encoding cancelled");
+  return !cancelled;
 }
 
 /* ---------------------------------------------------------------- whole clip */
@@ -825,8 +863,8 @@ whole_tokens (gpointer self, const float *tower, const guint8 *mask, const float
 }
 
 gboolean
-g3n_audio_encode (const G3nAudioEncoder *enc, const float *features, int n_frames, int n_features,
-                  const guint8 *mask, const G3nAudioEncodeOutputs *out, GError **error)
+g3n_audio_encode (const G3nAudioEncoder *enc, const G3nComputeParams *compute, const float *features, int n_frames,
+                  int n_features, const guint8 *mask, const G3nAudioEncodeOutputs *out, GError **error)
 {
   if (n_features != enc->c->input_feat_size) {
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
@@ -854,11 +892,14 @@ g3n_audio_encode (const G3nAudioEncoder *enc, const float *features, int n_frame
   g3n_audio_encoder_sizes (enc, n_frames, &ws.n_sub, NULL);
   Sink sink = { whole_sscp, whole_block, whole_tokens, &ws };
   EncState *e = enc_state_new (enc, &sink);
+  e->cancel = compute ? compute->cancellable : NULL;
+  int prev = g3n_kernels_push_threads (compute ? compute->n_threads : 0);
   for (int t = 0; t < n_frames; t++)
     stage_push (e, 0, features + (gsize) t * n_features, mask ? !mask[t] : 0);
-  enc_state_finish (e);
+  gboolean ok = enc_state_finish (e, error);
+  g3n_kernels_pop_threads (prev);
   enc_state_free (e);
-  return TRUE;
+  return ok;
 }
 
 gboolean
@@ -895,7 +936,7 @@ struct _G3nAudioStream {
   G3nAudioFramesFunc on_frames;
   G3nAudioTokensFunc on_tokens;
   gpointer user_data;
-  int min_rows;
+  G3nComputeParams compute;
 };
 
 static void
@@ -932,9 +973,10 @@ g3n_audio_stream_new (const G3nAudioFeatures *fx, const G3nAudioEncoder *enc, G3
   s->on_frames = on_frames;
   s->on_tokens = on_tokens;
   s->user_data = user_data;
-  s->min_rows = enc->chunk;
+  s->compute = g3n_compute_default_params ();
   Sink sink = { NULL, NULL, stream_tokens, s };
   s->es = enc_state_new (enc, &sink);
+  s->es->batch_rows = enc->chunk;
   s->fs = g3n_audio_feature_stream_new (fx, stream_frames, s);
   return s;
 }
@@ -949,31 +991,60 @@ g3n_audio_stream_free (G3nAudioStream *s)
   g_free (s);
 }
 
-gboolean
-g3n_audio_stream_push (G3nAudioStream *s, const float *pcm, gsize n, GError **error)
+/* A cancelled clip is abandoned: the frames still buffered are flushed into the cancelled state (which
+ * ignores them) and both stages start over. */
+static void
+stream_abandon (G3nAudioStream *s, GError **error)
 {
-  if (!g3n_audio_feature_stream_push (s->fs, pcm, n, error))
-    return FALSE;
-  /* Every conformer batch streams all weights through the caches once, so tiny batches cost far more per
-   * row than large ones: wait for min_rows final rows (a latency/throughput trade-off). */
-  if (s->es->n_flat >= s->min_rows)
-    run_batch (s->es);
-  return TRUE;
+  g3n_audio_feature_stream_finish (s->fs, NULL);
+  enc_state_finish (s->es, error);
 }
 
 void
+g3n_audio_stream_reset (G3nAudioStream *s)
+{
+  s->es->cancelled = TRUE;
+  stream_abandon (s, NULL);
+}
+
+gboolean
+g3n_audio_stream_push (G3nAudioStream *s, const float *pcm, gsize n, GError **error)
+{
+  int prev = g3n_kernels_push_threads (s->compute.n_threads);
+  gboolean ok = g3n_audio_feature_stream_push (s->fs, pcm, n, error);
+  g3n_kernels_pop_threads (prev);
+  if (ok && s->es->cancelled) {
+    stream_abandon (s, error);
+    return FALSE;
+  }
+  return ok;
+}
+
+/* Every conformer batch streams all weights through the caches once, so tiny batches cost far more per row
+ * than large ones: a latency/throughput trade-off. */
+void
 g3n_audio_stream_set_min_rows (G3nAudioStream *s, int rows)
 {
-  s->min_rows = CLAMP (rows, 1, s->enc->max_batch);
+  s->es->batch_rows = CLAMP (rows, 1, s->enc->max_batch);
+}
+
+void
+g3n_audio_stream_set_compute (G3nAudioStream *s, const G3nComputeParams *compute)
+{
+  s->compute = compute ? *compute : g3n_compute_default_params ();
+  s->es->cancel = s->compute.cancellable;
 }
 
 gboolean
 g3n_audio_stream_finish (G3nAudioStream *s, GError **error)
 {
   gboolean had_frames = g3n_audio_feature_stream_n_samples (s->fs) > 0;
-  if (!g3n_audio_feature_stream_finish (s->fs, error))
+  int prev = g3n_kernels_push_threads (s->compute.n_threads);
+  gboolean ok = g3n_audio_feature_stream_finish (s->fs, error);
+  ok = ok ? enc_state_finish (s->es, error) : (stream_abandon (s, NULL), FALSE);
+  g3n_kernels_pop_threads (prev);
+  if (!ok)
     return FALSE;
-  enc_state_finish (s->es);
   if (!had_frames) {
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "audio stream finished without any samples");
     return FALSE;

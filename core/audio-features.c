@@ -317,6 +317,12 @@ g3n_audio_features_window (const G3nAudioFeatures *fx)
   return fx->frame_length + 1;
 }
 
+gsize
+g3n_audio_features_max_samples (const G3nAudioFeatures *fx)
+{
+  return (gsize) fx->p.max_samples;
+}
+
 static gsize
 padded_length (const G3nAudioFeatures *fx, gsize n)
 {

@@ -369,6 +369,8 @@ void g3n_audio_features_free (G3nAudioFeatures *fx);
 int g3n_audio_features_size (const G3nAudioFeatures *fx);     /* mel bins */
 int g3n_audio_features_hop (const G3nAudioFeatures *fx);      /* samples between frames (160) */
 int g3n_audio_features_window (const G3nAudioFeatures *fx);   /* samples one frame reads (frame length + 1) */
+/* Samples a whole clip is truncated to (max_samples; 0 = no limit). */
+gsize g3n_audio_features_max_samples (const G3nAudioFeatures *fx);
 /* Frames a whole clip of n samples gives (after truncation and padding). */
 int g3n_audio_features_n_frames (const G3nAudioFeatures *fx, gsize n_samples);
 
@@ -412,11 +414,13 @@ int g3n_audio_feature_stream_n_frames (const G3nAudioFeatureStream *s);
  * (the tower's audio_mel_mask), as the reference names them.
  */
 
-/* The tower's weights bound from a model (which it keeps a reference to); immutable, so one encoder can serve
- * several streams and threads at once. */
+/* The tower's weights bound from a model; immutable, so one encoder serves any number of streams and threads
+ * at once. */
 typedef struct _G3nAudioEncoder G3nAudioEncoder;
 
-/* Binds and validates model.audio_tower.* (and uses model.embed_audio.* when present). */
+/* The model's audio tower: bound and validated (model.audio_tower.*, model.embed_audio.* when present) by the
+ * first caller, then shared: every caller gets the same encoder and its prepared weights exist once per
+ * model. Each returned encoder holds a reference to the model; g3n_audio_encoder_free drops it. */
 G3nAudioEncoder *g3n_audio_encoder_new (G3nModel *model, GError **error);
 void g3n_audio_encoder_free (G3nAudioEncoder *enc);
 
@@ -438,9 +442,11 @@ typedef struct {
   float *embeds;        /* [n_tokens, n_embd]: embed_audio soft embeddings of `tower` */
 } G3nAudioEncodeOutputs;
 
-/* One clip's features [n_frames, n_features] with mask [n_frames] (1 = valid; NULL = all valid). */
-gboolean g3n_audio_encode (const G3nAudioEncoder *enc, const float *features, int n_frames, int n_features,
-                           const guint8 *mask, const G3nAudioEncodeOutputs *out, GError **error);
+/* One clip's features [n_frames, n_features] with mask [n_frames] (1 = valid; NULL = all valid). compute:
+ * threads and cancellation (checked per conformer block; NULL = defaults). */
+gboolean g3n_audio_encode (const G3nAudioEncoder *enc, const G3nComputeParams *compute, const float *features,
+                           int n_frames, int n_features, const guint8 *mask, const G3nAudioEncodeOutputs *out,
+                           GError **error);
 
 /* What Gemma3nModel scatters into a prompt's audio placeholders: embeds with padding tokens replaced by, and
  * padded up to n_soft_tokens rows with, the hard embedding of the audio padding id (text vocab_size - 1).
@@ -467,12 +473,21 @@ G3nAudioStream *g3n_audio_stream_new (const G3nAudioFeatures *fx, const G3nAudio
                                       G3nAudioFramesFunc on_frames, G3nAudioTokensFunc on_tokens,
                                       gpointer user_data, GError **error);
 void g3n_audio_stream_free (G3nAudioStream *s);
-/* Final sub-sampled rows (40 ms each) are run through the conformer once at least `rows` are pending (default:
- * one attention chunk, 12 = 480 ms). 1 gives the lowest latency; larger batches amortise weight traffic. */
+/* Final sub-sampled rows (40 ms each) are run through the conformer in batches of `rows` (default: one
+ * attention chunk, 12 = 480 ms), at fixed row boundaries, so the tokens are the same however the PCM was
+ * split into pushes. 1 gives the lowest latency; larger batches amortise weight traffic. Set it before the
+ * first push of a clip. */
 void g3n_audio_stream_set_min_rows (G3nAudioStream *s, int rows);
+/* Threads and cancellation for the stream's pushes and finish (NULL = defaults); the cancellable is
+ * checked per conformer block. A cancelled push or finish (G_IO_ERROR_CANCELLED) abandons the clip: the
+ * stream starts over, ready for a new one. */
+void g3n_audio_stream_set_compute (G3nAudioStream *s, const G3nComputeParams *compute);
+/* Runs on the calling thread (features and conformer); the callbacks are called from it. */
 gboolean g3n_audio_stream_push (G3nAudioStream *s, const float *pcm, gsize n, GError **error);
 /* End of clip: pads as a whole clip is padded, emits the remaining frames and tokens, resets for a new clip. */
 gboolean g3n_audio_stream_finish (G3nAudioStream *s, GError **error);
+/* Abandons the clip without emitting anything more (a flush, a seek); the stream is ready for a new one. */
+void g3n_audio_stream_reset (G3nAudioStream *s);
 
 /* ---------------------------------------------------------------- images */
 
@@ -552,8 +567,11 @@ gboolean g3n_image_preprocess (const G3nImageParams *params, const G3nImage *img
 
 typedef struct _G3nVisionEncoder G3nVisionEncoder;
 
-/* Binds and validates every vision tower tensor (model.vision_tower.timm_model.*) of a loaded checkpoint;
- * the architecture is built in, scaled by config vision_config.model_args.channel_multiplier. */
+/* The model's vision tower: every tensor (model.vision_tower.timm_model.*) bound and validated by the first
+ * caller, then shared like the audio tower (one per model; each returned encoder holds a model reference
+ * that g3n_vision_encoder_free drops). The architecture is built in, scaled by config
+ * vision_config.model_args.channel_multiplier. Encoding keeps no state in the encoder: any number of
+ * threads may encode with it at once. */
 G3nVisionEncoder *g3n_vision_encoder_new (G3nModel *model, GError **error);
 
 void g3n_vision_encoder_free (G3nVisionEncoder *enc);
@@ -563,12 +581,14 @@ int g3n_vision_encoder_n_channels (const G3nVisionEncoder *enc);  /* 2048 */
 int g3n_vision_encoder_n_tokens (const G3nVisionEncoder *enc);    /* 256 (16 x 16) */
 int g3n_vision_encoder_n_stats (const G3nVisionEncoder *enc);     /* stem + blocks: rows of block_stats */
 
-/* Runs the tower on pixel_values [3, S, S]. Each output is optional:
+/* Runs the tower on pixel_values [3, S, S]; compute: threads and cancellation (checked per block; NULL =
+ * defaults). Each output is optional:
  *   tower_out    [n_channels, 16, 16]  (NCHW, the MSFA output after its norm, before any scaling)
  *   image_embeds [n_tokens, text hidden] (needs a checkpoint with embed_vision)
  *   block_stats  [n_stats, 3]: mean, rms, max|x| of the stem and every block output (diagnostics). */
-gboolean g3n_vision_encoder_encode (G3nVisionEncoder *enc, const float *pixel_values, float *tower_out,
-                                    float *image_embeds, float *block_stats, GError **error);
+gboolean g3n_vision_encoder_encode (G3nVisionEncoder *enc, const G3nComputeParams *compute,
+                                    const float *pixel_values, float *tower_out, float *image_embeds,
+                                    float *block_stats, GError **error);
 
 /* ---------------------------------------------------------------- media files */
 
@@ -579,11 +599,30 @@ gboolean g3n_media_read_audio (const char *path, int sample_rate, gsize max_samp
 
 /* ---------------------------------------------------------------- session */
 
-/* One live conversation: turns in the chat format, appended as input arrives (text, image or audio soft
- * tokens), answered by generation; only new input is prefilled. When the context fills it is shifted:
+/* One live conversation: turns in the chat format, input prefilled as it is added (text, image and audio
+ * soft tokens, audio also as a stream), answered by generation. When the context fills it is shifted:
  * whole exchanges (a user turn and its answer) are dropped oldest first and later cached keys re-positioned
  * (RoPE shift), keeping the first exchange (it carries the system prompt) when keep_first_turn is set.
- * Safe for one thread appending input while another generates. */
+ *
+ * Prefill as input arrives: each add prefills what is final of the open user turn at once, on the caller's
+ * thread, so a turn's cost is paid while it arrives and generate only prefills its last few tokens. The
+ * tokens and numbers are exactly those of the whole turn added at once, however the input was split into
+ * calls: text is held until a special token follows it (the tokenizer splits there), soft tokens go in
+ * batches of prefill_batch at fixed offsets from their clip's start.
+ *
+ * Threads: any thread may add input while another generates. One thread at a time computes on the context;
+ * input added meanwhile is queued, not waited for, and prefilled by the next call that computes (or by
+ * g3n_session_prefill). Calls that need the context (generate, add_model_text, prefill, set_system, save,
+ * load, discard_turn) wait for it. Callbacks run with no lock held; calling back into the session from a
+ * token callback is allowed for input (it is queued) and for n_past, and refused for calls that need the
+ * context (an error instead of a deadlock).
+ *
+ * Cancellation: with g3n_session_set_cancellable, cancelling stops any of the session's calls within one
+ * layer's work with G_IO_ERROR_CANCELLED. The session stays consistent: a cancelled prefill keeps what was
+ * prefilled and leaves the rest queued (the next call resumes; g3n_session_discard_turn drops the turn);
+ * a cancelled generation keeps the answer up to its last decoded token as the model's turn (the callback
+ * may have seen one token more), closed by the next input; a cancelled audio clip (push_audio/end_audio)
+ * discards the user turn it was in. Reset the cancellable (g_cancellable_reset) before going on. */
 typedef struct _G3nSession G3nSession;
 
 typedef struct {
@@ -591,6 +630,15 @@ typedef struct {
   gboolean keep_first_turn; /* never shift out the first exchange (system prompt) */
   int min_free;             /* positions a shift frees beyond what is needed (0: n_ctx / 4) */
   G3nKvType kv_type;        /* storage of the KV cache (default G3N_KV_F32) */
+  int n_threads;            /* the session's thread budget (G3nComputeParams); 0 = online cores */
+  /* The reference's clip layout (default TRUE): every clip's soft tokens are padded to the processor's
+   * count (audio_soft_tokens_per_image, 188 = 30 s) with the padding embedding, as Gemma3nProcessor does.
+   * FALSE places only the clip's own tokens between <start_of_audio> and <end_of_audio>: a 5 s clip then
+   * costs 32 positions instead of 188, and its answer can differ from the reference's. */
+  gboolean audio_padding;
+  /* Soft tokens per prefill batch while a clip streams in (default 32 = 5 s of audio): smaller batches
+   * prefill sooner after the speech, larger ones read the weights fewer times. */
+  int prefill_batch;
 } G3nSessionParams;
 
 typedef enum {
@@ -608,25 +656,44 @@ G3nSessionParams g3n_session_default_params (void);
 G3nSession *g3n_session_new (G3nModel *model, G3nTokenizer *tokenizer, const G3nChatFormat *format,
                              const G3nSessionParams *params, GError **error);
 void g3n_session_free (G3nSession *session);
+/* The cancellable every later call of the session checks (NULL: none); the session keeps a reference. */
+void g3n_session_set_cancellable (G3nSession *session, GCancellable *cancellable);
 /* Before the first user turn: the template prepends it to that turn. */
 gboolean g3n_session_set_system (G3nSession *session, const char *text, GError **error);
+/* Text of the open user turn (it may not hold the soft-token placeholder strings). */
 gboolean g3n_session_add_text (G3nSession *session, const char *text, GError **error);
 /* n rows of n_embd: exactly the processor's soft tokens per image / per audio clip. */
 gboolean g3n_session_add_image_embeddings (G3nSession *session, const float *embeds, int n, GError **error);
 gboolean g3n_session_add_audio_embeddings (G3nSession *session, const float *embeds, int n, GError **error);
-/* Raw media, encoded with the model's towers (made on first use; errors name what the checkpoint lacks):
- * 16 kHz mono float PCM (whole clips are cut at 30 s, as the processor does), or a decoded image. */
+/* Raw media, encoded with the model's towers (shared, made on first use; errors name what the checkpoint
+ * lacks) on the caller's thread: 16 kHz mono float PCM (cut at 30 s, as the processor does), or a decoded
+ * image. add_audio is begin_audio + push_audio + end_audio. */
 gboolean g3n_session_add_audio (G3nSession *session, const float *pcm, gsize n_samples, GError **error);
 gboolean g3n_session_add_image (G3nSession *session, const G3nImage *image, GError **error);
+/* A clip streamed into the open user turn: begin, any number of pushes, end. Pushes encode on the caller's
+ * thread and prefill each soft token batch as soon as it is final; end pads the clip (audio_padding) and
+ * closes it. Either PCM pushes or embedding pushes (soft tokens from a g3n_audio_stream elsewhere, padding
+ * tokens already replaced: n rows of n_embd) make one clip. Audio beyond 30 s (the processor's
+ * soft-token count) is dropped. One feeder thread at a time. */
+gboolean g3n_session_begin_audio (G3nSession *session, GError **error);
+gboolean g3n_session_push_audio (G3nSession *session, const float *pcm, gsize n_samples, GError **error);
+gboolean g3n_session_push_audio_embeddings (G3nSession *session, const float *embeds, int n, GError **error);
+gboolean g3n_session_end_audio (G3nSession *session, GError **error);
+/* Prefills whatever input is queued (waiting for a thread that computes to finish first). */
+gboolean g3n_session_prefill (G3nSession *session, GError **error);
+/* Forgets the open user turn: its queued input, an open clip, and what of it was prefilled. */
+gboolean g3n_session_discard_turn (G3nSession *session, GError **error);
 /* A whole model turn (e.g. earlier history): closes the pending user turn first. */
 gboolean g3n_session_add_model_text (G3nSession *session, const char *text, GError **error);
-/* Closes the pending user turn and generates the model's answer. */
+/* Closes the open user turn and generates the model's answer (an open clip must be ended first). */
 gboolean g3n_session_generate (G3nSession *session, G3nSampler *sampler, int max_tokens, G3nTokenCallback callback,
                                gpointer user_data, G3nStopReason *reason, GError **error);
+/* Positions in the context; callable from any thread, also while another computes. */
 int g3n_session_n_past (G3nSession *session);
 int g3n_session_n_ctx (const G3nSession *session);
 G3nContext *g3n_session_get_context (G3nSession *session);
-/* Saves the conversation (KV cache and turn state) to a file; loading checks the model's identity. The
+/* Saves the conversation (KV cache and turn state) to a file, between turns (an open user turn is refused);
+ * loading replaces everything, open input included, and checks the model's identity. The
  * cache is saved in the session's KV type; loading it into a session of another KV type converts it
  * (F16/BF16 widen exactly to F32; F32 rounds to F16/BF16 as decoding would have stored it). */
 gboolean g3n_session_save (G3nSession *session, const char *path, GError **error);

@@ -216,6 +216,7 @@ load_checked (const char *dir, GError **error)
   m->path = g_strdup (dir);
   m->f32_copies = g_ptr_array_new_with_free_func (g_free);
   g_mutex_init (&m->layout_lock);
+  g_mutex_init (&m->tower_lock);
   m->config = g3n_config_load (dir, error);
   if (m->config)
     m->store = g3n_tensor_store_open (dir, error);
@@ -242,6 +243,10 @@ g3n_model_unref (G3nModel *m)
 {
   if (!m || !g_atomic_int_dec_and_test (&m->ref_count))
     return;
+  for (int k = 0; k < G3N_N_TOWERS; k++)
+    if (m->towers[k])
+      m->tower_destroy[k] (m->towers[k]);
+  g_mutex_clear (&m->tower_lock);
   g_free (m->text.layers);
   g_free (m->text.altup_projections);
   g_free (m->text.altup_unembed_projections);
@@ -255,6 +260,20 @@ g3n_model_unref (G3nModel *m)
   g_mutex_clear (&m->layout_lock);
   g_free (m->path);
   g_free (m);
+}
+
+gpointer
+g3n_model_shared_tower (G3nModel *m, G3nTowerKind kind, gpointer (*make) (G3nModel *m, GError **error),
+                        GDestroyNotify destroy, GError **error)
+{
+  g_mutex_lock (&m->tower_lock);
+  if (!m->towers[kind]) {
+    m->towers[kind] = make (m, error);
+    m->tower_destroy[kind] = destroy;
+  }
+  gpointer tower = m->towers[kind];
+  g_mutex_unlock (&m->tower_lock);
+  return tower;
 }
 
 const char *

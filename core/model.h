@@ -46,6 +46,8 @@ typedef struct {
   G3nMatrix embedding_projection;       /* [text_hidden, mm_hidden] */
 } G3nEmbedderWeights;
 
+typedef enum { G3N_TOWER_AUDIO, G3N_TOWER_VISION, G3N_N_TOWERS } G3nTowerKind;
+
 struct _G3nModel {
   gint ref_count;
   char *path;
@@ -60,7 +62,16 @@ struct _G3nModel {
   G3nSafetensors *quant_file; /* or their mapping, g3n_model_load_quantized (quant-file.c) */
   GMutex layout_lock;         /* g3n_model_lay_out_sparse_layers, once */
   gboolean laid_out;
+  GMutex tower_lock;          /* g3n_model_shared_tower */
+  gpointer towers[G3N_N_TOWERS];
+  GDestroyNotify tower_destroy[G3N_N_TOWERS];
 };
+
+/* The encoder of a tower with its prepared weights (fp32 copies of small tensors, bound matrices), made once
+ * per model on first use and destroyed with the model: every session and element of the model shares it.
+ * `make` runs under the model's tower lock; a failure is reported to this caller and retried by the next. */
+gpointer g3n_model_shared_tower (G3nModel *m, G3nTowerKind kind, gpointer (*make) (G3nModel *m, GError **error),
+                                 GDestroyNotify destroy, GError **error);
 
 /* A text-decoder matrix that quantisation replaces, with the checkpoint tensor it was bound from: the one
  * definition g3n_model_quantize and the quantised-weights file (quant-file.c) share. */

@@ -1,14 +1,21 @@
-/* session.c — one live conversation over a decoder context: turns in the Gemma 3n chat format, text and
- * multimodal soft tokens appended as they arrive, generation with a sampler, context shift, save/restore.
+/* session.c — one live conversation over a decoder context: turns in the Gemma 3n chat format, input
+ * prefilled as it arrives (text, image and audio soft tokens, audio streamed), generation with a sampler,
+ * context shift, cancellation, save/restore.
  *
- * Input is tokenised a whole user turn at a time, so each turn is tokenised exactly as the chat template
- * renders it: every turn starts and ends at special tokens, which the tokenizer never merges across, so
- * turn-by-turn tokenisation equals tokenising the whole conversation at once. Only new input is prefilled.
+ * Prefill as input arrives: the open user turn is rendered as the chat template renders it, but tokenised
+ * and prefilled piece by piece. Pieces end at special tokens, which the tokenizer matches in the raw text
+ * before anything else, so the pieces' tokens are exactly those of the whole turn: text waits in `tail`
+ * until a special token follows it; soft tokens (whose placeholders are special tokens) go in directly, in
+ * batches of prefill_batch rows at fixed offsets from their clip's start, so the computation — and every
+ * logit — is the same however the input was split into calls.
  *
- * Locking: adders take `pending_lock` briefly; generate/save/load hold `state_lock`. One producer (a
- * streaming thread appending input) and one consumer (a worker generating) can share a session.
+ * Threads: `lock` guards the queue and the flags and is never held while computing. One thread at a time
+ * computes on the context: it holds the `busy` token. Adders queue their input and prefill it only if no
+ * other thread is busy (otherwise the busy thread's next prefill, or the next call, takes it), so a
+ * producer never waits for a generation. Callbacks run with no lock held.
  */
 #include "audio-encoder.h"
+#include "compute.h"
 #include "kv-cache.h"
 #include "model.h"
 #include "vision-encoder.h"
@@ -19,11 +26,15 @@
 
 typedef enum { ITEM_TEXT, ITEM_IMAGE, ITEM_AUDIO } ItemKind;
 
+/* Queued input. Soft rows [0, n) are final; [0, done) are in the context. The buffer is allocated for all
+ * `cap` rows up front, so the prefilling thread reads rows while a producer appends more. */
 typedef struct {
   ItemKind kind;
   char *text;
-  float *embeds; /* [n, n_embd] soft tokens */
-  int n;
+  float *embeds; /* [cap, n_embd] soft tokens */
+  int n, cap, done;
+  gboolean opened; /* the text before its soft tokens (boi/boa) is in the tail */
+  gboolean closed; /* no more rows will come */
 } Item;
 
 /* A span of context positions holding one user turn and the model turn that answered it. */
@@ -39,21 +50,36 @@ struct _G3nSession {
   G3nSessionParams params;
   int32_t end_of_turn_id;
 
-  GMutex encoder_lock; /* encoders are made on first use */
+  GMutex lock;
+  GCond idle;                /* signalled when `busy` is released */
+  GThread *busy;             /* the thread computing on the context, or NULL */
+  GPtrArray *pending;        /* Item*: input not yet wholly in the context, in order */
+  GCancellable *cancellable; /* for every call, g3n_session_set_cancellable */
+  int n_past;                /* the context's, readable while another thread computes */
+  char *system;
+
+  /* The towers (shared per model) and this session's audio stream; made on first use. */
+  GMutex encoder_lock;
   G3nAudioFeatures *fx;
   G3nAudioEncoder *audio;
   G3nVisionEncoder *vision;
   G3nImageParams image_params;
+  GMutex audio_lock;         /* one feeder of the streaming clip at a time */
+  G3nAudioStream *astream;
+  float *audio_pad;          /* [n_embd]: the audio padding id's embedding */
+  Item *audio_in;            /* the clip being streamed (also in pending), or NULL */
+  gsize audio_samples;       /* samples of it pushed so far */
 
-  GMutex pending_lock;
-  GPtrArray *pending; /* Item*: the open user turn */
-  char *system;
-
-  GMutex state_lock;
+  /* Turn state: changed only by the busy thread. */
   GArray *exchanges;         /* Exchange, oldest first */
-  gboolean started;          /* <bos> is in the context */
+  gboolean started;          /* <bos> is in the context (or the tail) */
   gboolean had_user_turn;    /* the system prompt went into the first user turn */
   gboolean model_turn_open;  /* the last model turn still needs "<end_of_turn>\n" */
+  gboolean user_turn_open;   /* a user turn is being prefilled: the last exchange */
+  gboolean mark_started, mark_had_user_turn; /* their values before it opened, for discarding it */
+  GString *tail;             /* rendered text of the open turn not yet prefilled */
+  GArray *turn_ids;          /* int32 ids prefilled since the last answer, for the sampler's penalty */
+  char *audio_piece, *image_piece; /* placeholder token strings */
 };
 
 static void
@@ -68,7 +94,15 @@ item_free (gpointer p)
 G3nSessionParams
 g3n_session_default_params (void)
 {
-  return (G3nSessionParams) { .n_ctx = 4096, .keep_first_turn = TRUE, .min_free = 0 };
+  return (G3nSessionParams) { .n_ctx = 4096, .keep_first_turn = TRUE, .min_free = 0, .audio_padding = TRUE,
+                              .prefill_batch = 32 };
+}
+
+static char *
+piece_of (G3nTokenizer *tok, int32_t id)
+{
+  const char *p = g3n_tokenizer_id_to_piece (tok, id);
+  return g_strdup (p ? p : "");
 }
 
 G3nSession *
@@ -76,7 +110,9 @@ g3n_session_new (G3nModel *model, G3nTokenizer *tok, const G3nChatFormat *fmt, c
                  GError **error)
 {
   G3nSessionParams p = params ? *params : g3n_session_default_params ();
-  G3nContextParams cp = { .n_ctx = p.n_ctx, .kv_type = p.kv_type };
+  if (p.prefill_batch <= 0)
+    p.prefill_batch = g3n_session_default_params ().prefill_batch;
+  G3nContextParams cp = { .n_ctx = p.n_ctx, .kv_type = p.kv_type, .n_threads = p.n_threads };
   G3nContext *ctx = g3n_context_new (model, &cp, error);
   if (!ctx)
     return NULL;
@@ -90,11 +126,16 @@ g3n_session_new (G3nModel *model, G3nTokenizer *tok, const G3nChatFormat *fmt, c
   if (s->params.min_free <= 0)
     s->params.min_free = MAX (1, s->params.n_ctx / 4);
   s->end_of_turn_id = g3n_tokenizer_token_to_id (tok, g3n_chat_format_end_of_turn (fmt));
-  g_mutex_init (&s->pending_lock);
+  g_mutex_init (&s->lock);
+  g_cond_init (&s->idle);
   g_mutex_init (&s->encoder_lock);
-  g_mutex_init (&s->state_lock);
+  g_mutex_init (&s->audio_lock);
   s->pending = g_ptr_array_new_with_free_func (item_free);
   s->exchanges = g_array_new (FALSE, FALSE, sizeof (Exchange));
+  s->tail = g_string_new (NULL);
+  s->turn_ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  s->audio_piece = piece_of (tok, model->config->audio_token_id);
+  s->image_piece = piece_of (tok, model->config->image_token_id);
   return s;
 }
 
@@ -105,227 +146,97 @@ g3n_session_free (G3nSession *s)
     return;
   g_ptr_array_free (s->pending, TRUE);
   g_array_free (s->exchanges, TRUE);
+  g_array_free (s->turn_ids, TRUE);
+  g_string_free (s->tail, TRUE);
+  g3n_audio_stream_free (s->astream);
   g3n_audio_encoder_free (s->audio);
   g3n_audio_features_free (s->fx);
   g3n_vision_encoder_free (s->vision);
+  g_free (s->audio_pad);
+  g_free (s->audio_piece);
+  g_free (s->image_piece);
+  g_clear_object (&s->cancellable);
   g_mutex_clear (&s->encoder_lock);
+  g_mutex_clear (&s->audio_lock);
   g_free (s->system);
   g3n_context_free (s->ctx);
   g3n_chat_format_free (s->fmt);
   g3n_model_unref (s->model);
-  g_mutex_clear (&s->pending_lock);
-  g_mutex_clear (&s->state_lock);
+  g_mutex_clear (&s->lock);
+  g_cond_clear (&s->idle);
   g_free (s);
 }
 
-/* ------------------------------------------------------------------------------- input */
-
-gboolean
-g3n_session_set_system (G3nSession *s, const char *text, GError **error)
+void
+g3n_session_set_cancellable (G3nSession *s, GCancellable *cancellable)
 {
-  if (!g_utf8_validate (text, -1, NULL)) {
-    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "system prompt is not valid UTF-8");
-    return FALSE;
-  }
-  g_mutex_lock (&s->state_lock);
-  gboolean ok = !s->had_user_turn;
-  if (ok) {
-    g_free (s->system);
-    s->system = g_strdup (text);
-  } else {
-    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
-                 "the system prompt must be set before the first user turn (it is part of that turn)");
-  }
-  g_mutex_unlock (&s->state_lock);
-  return ok;
+  g_mutex_lock (&s->lock);
+  g_set_object (&s->cancellable, cancellable);
+  g_mutex_unlock (&s->lock);
+}
+
+/* The session's threads and cancellable (a reference: another thread may replace it meanwhile), released
+ * with compute_clear. */
+static G3nComputeParams
+compute_params (G3nSession *s)
+{
+  g_mutex_lock (&s->lock);
+  G3nComputeParams c = { .n_threads = s->params.n_threads,
+                         .cancellable = s->cancellable ? g_object_ref (s->cancellable) : NULL };
+  g_mutex_unlock (&s->lock);
+  return c;
 }
 
 static void
-push_item (G3nSession *s, Item *it)
+compute_clear (G3nComputeParams *c)
 {
-  g_mutex_lock (&s->pending_lock);
-  g_ptr_array_add (s->pending, it);
-  g_mutex_unlock (&s->pending_lock);
+  g_clear_object (&c->cancellable);
 }
 
-gboolean
-g3n_session_add_text (G3nSession *s, const char *text, GError **error)
-{
-  if (!g_utf8_validate (text, -1, NULL)) {
-    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "user text is not valid UTF-8");
-    return FALSE;
-  }
-  Item *it = g_new0 (Item, 1);
-  it->kind = ITEM_TEXT;
-  it->text = g_strdup (text);
-  push_item (s, it);
-  return TRUE;
-}
+/* ------------------------------------------------------------------------- the busy token */
 
+/* Waits until no other thread computes on the context, then takes the token. A call from the busy thread
+ * itself (a token callback calling back into the session) is refused instead of deadlocking. */
 static gboolean
-add_soft (G3nSession *s, ItemKind kind, const float *embeds, int n, GError **error)
+enter (G3nSession *s, GError **error)
 {
-  int want = kind == ITEM_IMAGE ? g3n_chat_format_image_tokens (s->fmt) : g3n_chat_format_audio_tokens (s->fmt);
-  if (n != want) {
+  g_mutex_lock (&s->lock);
+  if (s->busy == g_thread_self ()) {
+    g_mutex_unlock (&s->lock);
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
-                 "%s embeddings have %d rows; the processor config places %d soft tokens per %s",
-                 kind == ITEM_IMAGE ? "image" : "audio", n, want, kind == ITEM_IMAGE ? "image" : "clip");
+                 "the session is computing on this thread (called from its own callback?)");
     return FALSE;
   }
-  Item *it = g_new0 (Item, 1);
-  it->kind = kind;
-  it->n = n;
-  it->embeds = g_memdup2 (embeds, sizeof (float) * n * g3n_model_n_embd (s->model));
-  push_item (s, it);
+  while (s->busy)
+    g_cond_wait (&s->idle, &s->lock);
+  s->busy = g_thread_self ();
+  g_mutex_unlock (&s->lock);
   return TRUE;
 }
 
-gboolean
-g3n_session_add_image_embeddings (G3nSession *s, const float *embeds, int n, GError **error)
-{
-  return add_soft (s, ITEM_IMAGE, embeds, n, error);
-}
-
-gboolean
-g3n_session_add_audio_embeddings (G3nSession *s, const float *embeds, int n, GError **error)
-{
-  return add_soft (s, ITEM_AUDIO, embeds, n, error);
-}
-
-/* Raw media: encoded on the caller's thread (a producer), without holding the state lock, so a worker can
- * keep generating meanwhile. */
-
+/* Takes the token only if it is free. */
 static gboolean
-ensure_audio (G3nSession *s, GError **error)
+try_enter (G3nSession *s)
 {
-  g_mutex_lock (&s->encoder_lock);
-  if (!s->fx)
-    s->fx = g3n_audio_features_new_from_file (g3n_model_path (s->model), error);
-  if (s->fx && !s->audio)
-    s->audio = g3n_audio_encoder_new (s->model, error);
-  gboolean ok = s->audio != NULL;
-  g_mutex_unlock (&s->encoder_lock);
-  return ok;
+  g_mutex_lock (&s->lock);
+  gboolean got = s->busy == NULL;
+  if (got)
+    s->busy = g_thread_self ();
+  g_mutex_unlock (&s->lock);
+  return got;
 }
 
-gboolean
-g3n_session_add_audio (G3nSession *s, const float *pcm, gsize n_samples, GError **error)
+static void
+leave (G3nSession *s)
 {
-  if (!ensure_audio (s, error))
-    return FALSE;
-  int T = g3n_audio_features_n_frames (s->fx, n_samples), F = g3n_audio_features_size (s->fx);
-  int H = g3n_model_n_embd (s->model), n_sub, n_tok, n_soft = g3n_audio_encoder_n_soft_tokens (s->audio);
-  if (T <= 0) {
-    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "audio clip of %" G_GSIZE_FORMAT
-                 " samples is too short for one feature frame", n_samples);
-    return FALSE;
-  }
-  g3n_audio_encoder_sizes (s->audio, T, &n_sub, &n_tok);
-  g_autofree float *features = g_new (float, (gsize) T * F);
-  g_autofree guint8 *mask = g_new (guint8, T), *tower_mask = g_new (guint8, MAX (n_tok, 1));
-  g_autofree float *embeds = g_new (float, (gsize) MAX (n_tok, 1) * H), *padded = g_new (float, (gsize) n_soft * H);
-  G3nAudioEncodeOutputs out = { .tower_mask = tower_mask, .embeds = embeds };
-  return g3n_audio_features_compute (s->fx, pcm, n_samples, features, mask, error)
-         && g3n_audio_encode (s->audio, features, T, F, mask, &out, error)
-         && g3n_audio_embed_padded (s->audio, embeds, tower_mask, n_tok, padded, error)
-         && add_soft (s, ITEM_AUDIO, padded, n_soft, error);
+  g_mutex_lock (&s->lock);
+  s->n_past = g3n_context_n_past (s->ctx);
+  s->busy = NULL;
+  g_cond_broadcast (&s->idle);
+  g_mutex_unlock (&s->lock);
 }
 
-gboolean
-g3n_session_add_image (G3nSession *s, const G3nImage *image, GError **error)
-{
-  g_mutex_lock (&s->encoder_lock);
-  gboolean ok = s->vision || (g3n_image_params_load (g3n_model_path (s->model), &s->image_params, error)
-                              && (s->vision = g3n_vision_encoder_new (s->model, error)) != NULL);
-  g_mutex_unlock (&s->encoder_lock);
-  if (!ok)
-    return FALSE;
-  int size = g3n_vision_encoder_image_size (s->vision), n_tok = g3n_vision_encoder_n_tokens (s->vision);
-  g_autofree float *pixels = g_new (float, (gsize) 3 * size * size);
-  g_autofree float *embeds = g_new (float, (gsize) n_tok * g3n_model_n_embd (s->model));
-  return g3n_image_preprocess (&s->image_params, image, pixels, error)
-         && g3n_vision_encoder_encode (s->vision, pixels, NULL, embeds, NULL, error)
-         && add_soft (s, ITEM_IMAGE, embeds, n_tok, error);
-}
-
-/* ----------------------------------------------------------------------- turn assembly */
-
-/* Text that closes the previous model turn if it is still open ("<end_of_turn>\n"). It belongs to the
- * previous exchange, so it is tokenised apart (it ends at the next turn's special token anyway). */
-static char *
-render_close (G3nSession *s)
-{
-  return s->model_turn_open ? g_strdup_printf ("%s\n", g3n_chat_format_end_of_turn (s->fmt)) : g_strdup ("");
-}
-
-/* The next turn: <bos> if nothing is in the context yet, the pending user turn (with the system prompt as
- * its prefix if it is the first), then a whole model turn (model_text) or the model header to generate. */
-static GString *
-render_turn (G3nSession *s, GPtrArray *items, const char *model_text, gboolean generation_prompt)
-{
-  GString *out = g_string_new (NULL);
-  if (!s->started)
-    g_string_append (out, g3n_chat_format_bos (s->fmt));
-  gboolean system_now = s->system && !s->had_user_turn;
-  if (items->len > 0 || system_now) {
-    g_string_append_printf (out, "%suser\n", g3n_chat_format_start_of_turn (s->fmt));
-    if (system_now)
-      g_string_append_printf (out, "%s\n\n", s->system);
-    for (guint i = 0; i < items->len; i++) {
-      Item *it = g_ptr_array_index (items, i);
-      G3nChatItemType type = it->kind == ITEM_TEXT ? G3N_CHAT_TEXT : it->kind == ITEM_IMAGE ? G3N_CHAT_IMAGE
-                                                                                           : G3N_CHAT_AUDIO;
-      g3n_chat_format_append_item (s->fmt, out, type, it->text, TRUE);
-    }
-    g_string_append_printf (out, "%s\n", g3n_chat_format_end_of_turn (s->fmt));
-  }
-  if (model_text || generation_prompt)
-    g_string_append_printf (out, "%smodel\n", g3n_chat_format_start_of_turn (s->fmt));
-  if (model_text) {
-    g3n_chat_format_append_item (s->fmt, out, G3N_CHAT_TEXT, model_text, TRUE);
-    g_string_append_printf (out, "%s\n", g3n_chat_format_end_of_turn (s->fmt));
-  }
-  return out;
-}
-
-/* Input embeddings for ids: token embeddings, with the soft tokens of images and audio clips (in order)
- * written over their placeholder runs. */
-static float *
-embed_turn (G3nSession *s, const int32_t *ids, int n, GPtrArray *items, GError **error)
-{
-  const G3nConfig *c = s->model->config;
-  int H = g3n_model_n_embd (s->model);
-  float *emb = g_new (float, (gsize) n * H);
-  /* Placeholders are overwritten below; embed them as padding meanwhile. */
-  g_autofree int32_t *plain = g_memdup2 (ids, sizeof (int32_t) * MAX (n, 1));
-  for (int i = 0; i < n; i++)
-    if (plain[i] == c->image_token_id || plain[i] == c->audio_token_id)
-      plain[i] = c->text.pad_token_id;
-  if (!g3n_model_embed_tokens (s->model, plain, n, emb, error)) {
-    g_free (emb);
-    return NULL;
-  }
-  int pos = 0;
-  for (guint k = 0; k < items->len; k++) {
-    Item *it = g_ptr_array_index (items, k);
-    if (it->kind == ITEM_TEXT)
-      continue;
-    int32_t want = it->kind == ITEM_IMAGE ? c->image_token_id : c->audio_token_id;
-    while (pos < n && ids[pos] != c->image_token_id && ids[pos] != c->audio_token_id)
-      pos++;
-    for (int j = 0; j < it->n; j++)
-      if (pos + j >= n || ids[pos + j] != want) {
-        g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
-                     "the turn's %s placeholders do not line up with its embeddings (a literal placeholder token "
-                     "in the text?)", it->kind == ITEM_IMAGE ? "image" : "audio");
-        g_free (emb);
-        return NULL;
-      }
-    memcpy (emb + (gsize) pos * H, it->embeds, sizeof (float) * it->n * H);
-    pos += it->n;
-  }
-  return emb;
-}
+/* ------------------------------------------------------------------------------ prefill */
 
 static void
 drop_exchange (G3nSession *s, guint index)
@@ -344,7 +255,7 @@ drop_exchange (G3nSession *s, guint index)
 
 /* Context shift: when `need` more positions do not fit, drops whole exchanges, oldest first, until
  * min_free positions are spare beyond `need`. Never dropped: the first exchange when keep_first_turn is
- * set (it holds the system prompt) and the last `keep_last` exchanges (the one being answered). */
+ * set (it holds the system prompt) and the last `keep_last` exchanges (the one being extended). */
 static gboolean
 make_room (G3nSession *s, int need, guint keep_last, GError **error)
 {
@@ -363,74 +274,606 @@ make_room (G3nSession *s, int need, guint keep_last, GError **error)
   return TRUE;
 }
 
-/* Tokenises, embeds and prefills the next turn(s); on error nothing is consumed. The ids fed are offered
- * to `sampler` (when set) for its repetition penalty, as HF applies it to the whole input. */
+/* Decodes ids (with embeds, or their token embeddings) at the end of the last exchange, which grows by
+ * them; with the session's threads and cancellable. A failed decode changes nothing. */
 static gboolean
-prefill (G3nSession *s, GPtrArray *items, const char *model_text, gboolean generation_prompt, float *logits,
-         G3nSampler *sampler, GError **error)
+decode (G3nSession *s, const int32_t *ids, const float *embeds, int n, float *logits, GError **error)
 {
-  g_autofree char *close = render_close (s);
-  g_autoptr (GString) turn = render_turn (s, items, model_text, generation_prompt);
-  g_autoptr (GArray) ids = g3n_tokenizer_encode (s->tok, close, -1, FALSE, error);
-  g_autoptr (GArray) turn_ids = ids ? g3n_tokenizer_encode (s->tok, turn->str, (gssize) turn->len, FALSE, error)
-                                    : NULL;
-  if (!turn_ids)
-    return FALSE;
-  gboolean new_exchange = items->len > 0 || (s->system && !s->had_user_turn) || s->exchanges->len == 0;
-  if (!make_room (s, (int) (ids->len + turn_ids->len) + 1, new_exchange ? 0 : 1, error))
-    return FALSE;
-  if (!s->model_turn_open) /* the shift dropped the open model turn: nothing left to close */
-    g_array_set_size (ids, 0);
-  int n_close = (int) ids->len;
-  g_array_append_vals (ids, turn_ids->data, turn_ids->len);
-  int n = (int) ids->len;
   if (n == 0)
     return TRUE;
-  g_autofree float *emb = embed_turn (s, (const int32_t *) ids->data, n, items, error);
-  if (!emb)
+  if (!make_room (s, n + 1, 1, error))
     return FALSE;
-  int begin = g3n_context_n_past (s->ctx);
-  G3nBatch b = { .n_tokens = n, .ids = (const int32_t *) ids->data, .embeds = emb, .logits = logits };
-  if (!g3n_context_decode (s->ctx, &b, error))
-    return FALSE;
-  int end = g3n_context_n_past (s->ctx);
-  for (int i = 0; sampler && i < n; i++)
-    g3n_sampler_accept (sampler, g_array_index (ids, int32_t, i));
-  if (n_close > 0)
-    g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = begin + n_close;
-  if (new_exchange) {
-    Exchange e = { begin + n_close, end };
-    g_array_append_val (s->exchanges, e);
-  } else {
-    g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = end;
+  g_autofree float *own = NULL;
+  if (!embeds) {
+    own = g_new (float, (gsize) n * g3n_model_n_embd (s->model));
+    if (!g3n_model_embed_tokens (s->model, ids, n, own, error))
+      return FALSE;
   }
-  s->started = TRUE;
-  s->had_user_turn = s->had_user_turn || items->len > 0 || s->system != NULL;
-  s->model_turn_open = generation_prompt && !model_text;
+  G3nComputeParams c = compute_params (s);
+  G3nBatch b = { .n_tokens = n, .ids = ids, .embeds = embeds ? embeds : own, .logits = logits,
+                 .cancellable = c.cancellable };
+  gboolean ok = g3n_context_decode (s->ctx, &b, error);
+  compute_clear (&c);
+  if (!ok)
+    return FALSE;
+  g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = g3n_context_n_past (s->ctx);
+  g_array_append_vals (s->turn_ids, ids, n);
+  g_mutex_lock (&s->lock);
+  s->n_past = g3n_context_n_past (s->ctx);
+  g_mutex_unlock (&s->lock);
   return TRUE;
 }
 
-static GPtrArray *
-take_pending (G3nSession *s)
+/* Prefills the tail: all of it, or (whole = FALSE) up to its last special token, after which the text could
+ * still merge with what follows. Placeholder tokens cannot come from text (add_text refuses them). */
+static gboolean
+flush_tail (G3nSession *s, gboolean whole, float *logits, GError **error)
 {
-  g_mutex_lock (&s->pending_lock);
-  GPtrArray *items = s->pending;
-  s->pending = g_ptr_array_new_with_free_func (item_free);
-  g_mutex_unlock (&s->pending_lock);
-  return items;
+  g_autoptr (GArray) ids = g3n_tokenizer_encode (s->tok, s->tail->str, (gssize) s->tail->len, FALSE, error);
+  if (!ids)
+    return FALSE;
+  int n = (int) ids->len;
+  gsize cut = s->tail->len;
+  if (!whole) {
+    while (n > 0 && !g3n_tokenizer_is_special (s->tok, g_array_index (ids, int32_t, n - 1)))
+      n--;
+    if (n == 0)
+      return TRUE;
+    const char *piece = g3n_tokenizer_id_to_piece (s->tok, g_array_index (ids, int32_t, n - 1));
+    const char *at = piece ? g_strrstr (s->tail->str, piece) : NULL;
+    if (!at)
+      return TRUE; /* cannot tell where it ends in the text: keep it all for the final flush */
+    cut = (gsize) (at - s->tail->str) + strlen (piece);
+  }
+  if (!decode (s, (const int32_t *) ids->data, NULL, n, logits, error))
+    return FALSE;
+  g_string_erase (s->tail, 0, (gssize) cut);
+  return TRUE;
+}
+
+/* Opens a user turn (the last exchange from now on): closes the previous model turn if it is open, then
+ * renders <bos> (first turn), the user header and the system prompt (first user turn) into the tail. */
+static gboolean
+close_model_turn (G3nSession *s, GError **error)
+{
+  if (!s->model_turn_open)
+    return TRUE;
+  g_autofree char *close = g_strdup_printf ("%s\n", g3n_chat_format_end_of_turn (s->fmt));
+  g_autoptr (GArray) ids = g3n_tokenizer_encode (s->tok, close, -1, FALSE, error);
+  if (!ids || !make_room (s, (int) ids->len + 1, 0, error))
+    return FALSE;
+  /* the shift may have dropped the open model turn: then nothing is left to close */
+  if (s->model_turn_open && !decode (s, (const int32_t *) ids->data, NULL, (int) ids->len, NULL, error))
+    return FALSE;
+  s->model_turn_open = FALSE;
+  return TRUE;
+}
+
+static gboolean
+open_user_turn (G3nSession *s, GError **error)
+{
+  if (!close_model_turn (s, error))
+    return FALSE;
+  s->mark_started = s->started;
+  s->mark_had_user_turn = s->had_user_turn;
+  Exchange e = { g3n_context_n_past (s->ctx), g3n_context_n_past (s->ctx) };
+  g_array_append_val (s->exchanges, e);
+  g_string_truncate (s->tail, 0);
+  if (!s->started)
+    g_string_append (s->tail, g3n_chat_format_bos (s->fmt));
+  g_string_append_printf (s->tail, "%suser\n", g3n_chat_format_start_of_turn (s->fmt));
+  if (s->system && !s->had_user_turn)
+    g_string_append_printf (s->tail, "%s\n\n", s->system);
+  s->started = s->had_user_turn = s->user_turn_open = TRUE;
+  return TRUE;
+}
+
+/* The text before and after a soft item's placeholders, as the template renders it. */
+static void
+soft_parts (G3nSession *s, const Item *it, GString *before, GString *after)
+{
+  g_autoptr (GString) all = g_string_new (NULL);
+  g3n_chat_format_append_item (s->fmt, all, it->kind == ITEM_IMAGE ? G3N_CHAT_IMAGE : G3N_CHAT_AUDIO, NULL, TRUE);
+  const char *piece = it->kind == ITEM_IMAGE ? s->image_piece : s->audio_piece;
+  const char *first = *piece ? strstr (all->str, piece) : NULL, *last = first ? g_strrstr (all->str, piece) : NULL;
+  if (!first) { /* no placeholder in the template: the rows go after its text */
+    g_string_append (before, all->str);
+    return;
+  }
+  g_string_append_len (before, all->str, first - all->str);
+  g_string_append (after, last + strlen (piece));
+}
+
+/* Prefills what is final of a soft item: its opening text, then its rows in batches of prefill_batch at
+ * fixed offsets (the last batch of a closed item may be shorter), then its closing text into the tail.
+ * Returns whether the item is done. */
+static gboolean
+prefill_soft (G3nSession *s, Item *it, gboolean *done, GError **error)
+{
+  if (!it->opened) {
+    g_autoptr (GString) before = g_string_new (NULL), after = g_string_new (NULL);
+    soft_parts (s, it, before, after);
+    g_string_append (s->tail, before->str);
+    it->opened = TRUE;
+  }
+  if (!flush_tail (s, TRUE, NULL, error)) /* it ends at boi/boa, a special token */
+    return FALSE;
+  int32_t id = it->kind == ITEM_IMAGE ? s->model->config->image_token_id : s->model->config->audio_token_id;
+  int H = g3n_model_n_embd (s->model), B = s->params.prefill_batch;
+  g_autofree int32_t *ids = g_new (int32_t, B);
+  for (int i = 0; i < B; i++)
+    ids[i] = id;
+  for (;;) {
+    g_mutex_lock (&s->lock);
+    int avail = it->n;
+    gboolean closed = it->closed;
+    g_mutex_unlock (&s->lock);
+    int k = avail - it->done >= B ? B : closed ? avail - it->done : 0;
+    if (k == 0) {
+      *done = closed;
+      break;
+    }
+    if (!decode (s, ids, it->embeds + (gsize) it->done * H, k, NULL, error))
+      return FALSE;
+    it->done += k;
+  }
+  if (*done) {
+    g_autoptr (GString) before = g_string_new (NULL), after = g_string_new (NULL);
+    soft_parts (s, it, before, after);
+    g_string_append (s->tail, after->str);
+  }
+  return TRUE;
+}
+
+/* Prefills the queue as far as it is final. Called by the busy thread. On an error (a full context, a
+ * cancellation) what was prefilled stays and the rest stays queued, so a later call resumes. */
+static gboolean
+prefill_pending (G3nSession *s, GError **error)
+{
+  for (;;) {
+    g_mutex_lock (&s->lock);
+    Item *it = s->pending->len ? g_ptr_array_index (s->pending, 0) : NULL;
+    g_mutex_unlock (&s->lock);
+    if (!it)
+      break;
+    if (!s->user_turn_open && !open_user_turn (s, error))
+      return FALSE;
+    gboolean done = TRUE;
+    if (it->kind == ITEM_TEXT)
+      g3n_chat_format_append_item (s->fmt, s->tail, G3N_CHAT_TEXT, it->text, TRUE);
+    else if (!prefill_soft (s, it, &done, error))
+      return FALSE;
+    if (!done)
+      return TRUE; /* an open clip: the rest when more of it arrives */
+    g_mutex_lock (&s->lock);
+    g_ptr_array_remove_index (s->pending, 0);
+    g_mutex_unlock (&s->lock);
+  }
+  return !s->user_turn_open || flush_tail (s, FALSE, NULL, error);
+}
+
+/* After input was queued: prefills it now unless another thread computes (it then stays queued). */
+static gboolean
+prefill_if_free (G3nSession *s, GError **error)
+{
+  if (!try_enter (s))
+    return TRUE;
+  gboolean ok = prefill_pending (s, error);
+  leave (s);
+  return ok;
+}
+
+gboolean
+g3n_session_prefill (G3nSession *s, GError **error)
+{
+  if (!enter (s, error))
+    return FALSE;
+  gboolean ok = prefill_pending (s, error);
+  leave (s);
+  return ok;
+}
+
+/* Forgets the open user turn: its queued input and what of it is in the context. The caller holds the busy
+ * token and the audio lock. */
+static void
+discard_turn (G3nSession *s)
+{
+  g_mutex_lock (&s->lock);
+  g_ptr_array_set_size (s->pending, 0);
+  gboolean streaming = s->audio_in && s->audio_samples > 0;
+  s->audio_in = NULL;
+  s->audio_samples = 0;
+  g_mutex_unlock (&s->lock);
+  if (streaming)
+    g3n_audio_stream_reset (s->astream);
+  if (s->user_turn_open) {
+    Exchange open = g_array_index (s->exchanges, Exchange, s->exchanges->len - 1);
+    if (open.end > open.begin)
+      g3n_context_remove (s->ctx, open.begin, open.end, NULL);
+    g_array_set_size (s->exchanges, s->exchanges->len - 1);
+    s->started = s->mark_started;
+    s->had_user_turn = s->mark_had_user_turn;
+    s->user_turn_open = FALSE;
+  }
+  g_string_truncate (s->tail, 0);
+  g_array_set_size (s->turn_ids, 0);
+}
+
+gboolean
+g3n_session_discard_turn (G3nSession *s, GError **error)
+{
+  g_mutex_lock (&s->audio_lock);
+  gboolean ok = enter (s, error);
+  if (ok) {
+    discard_turn (s);
+    leave (s);
+  }
+  g_mutex_unlock (&s->audio_lock);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------------- input */
+
+gboolean
+g3n_session_set_system (G3nSession *s, const char *text, GError **error)
+{
+  if (!g_utf8_validate (text, -1, NULL)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "system prompt is not valid UTF-8");
+    return FALSE;
+  }
+  if (!enter (s, error))
+    return FALSE;
+  gboolean ok = !s->had_user_turn;
+  if (ok) {
+    g_free (s->system);
+    s->system = g_strdup (text);
+  } else {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "the system prompt must be set before the first user turn (it is part of that turn)");
+  }
+  leave (s);
+  return ok;
+}
+
+static void
+queue (G3nSession *s, Item *it)
+{
+  g_mutex_lock (&s->lock);
+  g_ptr_array_add (s->pending, it);
+  g_mutex_unlock (&s->lock);
+}
+
+/* Text the chat template would render as is: valid UTF-8, without soft-token placeholders (they would not
+ * line up with any embeddings). */
+static gboolean
+check_text (G3nSession *s, const char *text, const char *what, GError **error)
+{
+  if (!g_utf8_validate (text, -1, NULL)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s is not valid UTF-8", what);
+    return FALSE;
+  }
+  const char *bad = *s->audio_piece && strstr (text, s->audio_piece) ? s->audio_piece
+                    : *s->image_piece && strstr (text, s->image_piece) ? s->image_piece : NULL;
+  if (bad)
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "%s holds the soft-token placeholder %s: add images and audio as media, not as text", what, bad);
+  return bad == NULL;
+}
+
+gboolean
+g3n_session_add_text (G3nSession *s, const char *text, GError **error)
+{
+  if (!check_text (s, text, "user text", error))
+    return FALSE;
+  Item *it = g_new0 (Item, 1);
+  it->kind = ITEM_TEXT;
+  it->text = g_strdup (text);
+  queue (s, it);
+  return prefill_if_free (s, error);
+}
+
+static Item *
+soft_item (G3nSession *s, ItemKind kind, int cap)
+{
+  Item *it = g_new0 (Item, 1);
+  it->kind = kind;
+  it->cap = cap;
+  it->embeds = g_new (float, (gsize) MAX (cap, 1) * g3n_model_n_embd (s->model));
+  return it;
+}
+
+static gboolean
+add_soft (G3nSession *s, ItemKind kind, const float *embeds, int n, GError **error)
+{
+  int want = kind == ITEM_IMAGE ? g3n_chat_format_image_tokens (s->fmt) : g3n_chat_format_audio_tokens (s->fmt);
+  if (n != want) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "%s embeddings have %d rows; the processor config places %d soft tokens per %s",
+                 kind == ITEM_IMAGE ? "image" : "audio", n, want, kind == ITEM_IMAGE ? "image" : "clip");
+    return FALSE;
+  }
+  Item *it = soft_item (s, kind, n);
+  memcpy (it->embeds, embeds, sizeof (float) * n * g3n_model_n_embd (s->model));
+  it->n = n;
+  it->closed = TRUE;
+  queue (s, it);
+  return prefill_if_free (s, error);
+}
+
+gboolean
+g3n_session_add_image_embeddings (G3nSession *s, const float *embeds, int n, GError **error)
+{
+  return add_soft (s, ITEM_IMAGE, embeds, n, error);
+}
+
+gboolean
+g3n_session_add_audio_embeddings (G3nSession *s, const float *embeds, int n, GError **error)
+{
+  return add_soft (s, ITEM_AUDIO, embeds, n, error);
+}
+
+gboolean
+g3n_session_add_image (G3nSession *s, const G3nImage *image, GError **error)
+{
+  g_mutex_lock (&s->encoder_lock);
+  gboolean ok = s->vision || (g3n_image_params_load (g3n_model_path (s->model), &s->image_params, error)
+                              && (s->vision = g3n_vision_encoder_new (s->model, error)) != NULL);
+  g_mutex_unlock (&s->encoder_lock);
+  if (!ok)
+    return FALSE;
+  /* encoded on the caller's thread, holding nothing: another thread may generate meanwhile */
+  int size = g3n_vision_encoder_image_size (s->vision), n_tok = g3n_vision_encoder_n_tokens (s->vision);
+  g_autofree float *pixels = g_new (float, (gsize) 3 * size * size);
+  g_autofree float *embeds = g_new (float, (gsize) n_tok * g3n_model_n_embd (s->model));
+  G3nComputeParams c = compute_params (s);
+  ok = g3n_image_preprocess (&s->image_params, image, pixels, error)
+       && g3n_vision_encoder_encode (s->vision, &c, pixels, NULL, embeds, NULL, error);
+  compute_clear (&c);
+  return ok && add_soft (s, ITEM_IMAGE, embeds, n_tok, error);
+}
+
+/* ------------------------------------------------------------------------ streaming audio */
+
+/* Rows of the streamed clip beyond its soft-token count are dropped, as the processor cuts clips at 30 s. */
+static void
+append_audio_rows (G3nSession *s, const float *embeds, const guint8 *padding, int n)
+{
+  int H = g3n_model_n_embd (s->model);
+  g_mutex_lock (&s->lock);
+  Item *it = s->audio_in;
+  for (int i = 0; it && i < n && it->n < it->cap; i++, it->n++)
+    memcpy (it->embeds + (gsize) it->n * H, padding && padding[i] ? s->audio_pad : embeds + (gsize) i * H,
+            sizeof (float) * H);
+  g_mutex_unlock (&s->lock);
+}
+
+static void
+on_audio_tokens (const float *tower, const guint8 *tower_mask, const float *embeds, int first, int n, gpointer data)
+{
+  (void) tower, (void) first;
+  append_audio_rows (data, embeds, tower_mask, n); /* padding tokens take the padding embedding */
+}
+
+/* The audio features, the model's tower, this session's stream and the padding embedding, once. */
+static gboolean
+ensure_audio (G3nSession *s, GError **error)
+{
+  g_mutex_lock (&s->encoder_lock);
+  if (!s->fx)
+    s->fx = g3n_audio_features_new_from_file (g3n_model_path (s->model), error);
+  if (s->fx && !s->audio)
+    s->audio = g3n_audio_encoder_new (s->model, error);
+  if (s->audio && !s->audio_pad) {
+    int S = g3n_audio_encoder_n_soft_tokens (s->audio), H = g3n_model_n_embd (s->model);
+    g_autofree float *rows = g_new (float, (gsize) MAX (S, 1) * H);
+    if (S > 0 && g3n_audio_embed_padded (s->audio, NULL, NULL, 0, rows, error))
+      s->audio_pad = g_memdup2 (rows, sizeof (float) * H);
+    else if (S <= 0)
+      g_set_error (error, G3N_ERROR, G3N_ERROR_CONFIG, "%s: audio_soft_tokens_per_image is %d",
+                   g3n_model_path (s->model), S);
+  }
+  if (s->audio_pad && !s->astream)
+    s->astream = g3n_audio_stream_new (s->fx, s->audio, NULL, on_audio_tokens, s, error);
+  gboolean ok = s->astream != NULL;
+  g_mutex_unlock (&s->encoder_lock);
+  return ok;
+}
+
+static gboolean
+check_clip_open (G3nSession *s, gboolean want_open, GError **error)
+{
+  g_mutex_lock (&s->lock);
+  gboolean open = s->audio_in != NULL;
+  g_mutex_unlock (&s->lock);
+  if (open != want_open)
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, want_open
+                 ? "no audio clip is open (g3n_session_begin_audio first)"
+                 : "an audio clip is already open (g3n_session_end_audio first)");
+  return open == want_open;
+}
+
+/* A clip whose encoding failed (cancelled) cannot be completed: the turn it was in goes with it. */
+static void
+abandon_clip (G3nSession *s)
+{
+  if (enter (s, NULL)) {
+    discard_turn (s);
+    leave (s);
+  }
+}
+
+gboolean
+g3n_session_begin_audio (G3nSession *s, GError **error)
+{
+  if (!ensure_audio (s, error))
+    return FALSE;
+  g_mutex_lock (&s->audio_lock);
+  gboolean ok = check_clip_open (s, FALSE, error);
+  if (ok) {
+    Item *it = soft_item (s, ITEM_AUDIO, g3n_chat_format_audio_tokens (s->fmt));
+    g_mutex_lock (&s->lock);
+    s->audio_in = it;
+    s->audio_samples = 0;
+    g_ptr_array_add (s->pending, it);
+    g_mutex_unlock (&s->lock);
+    ok = prefill_if_free (s, error);
+  }
+  g_mutex_unlock (&s->audio_lock);
+  return ok;
+}
+
+gboolean
+g3n_session_push_audio (G3nSession *s, const float *pcm, gsize n_samples, GError **error)
+{
+  g_mutex_lock (&s->audio_lock);
+  gboolean ok = check_clip_open (s, TRUE, error);
+  if (ok) {
+    gsize max = g3n_audio_features_max_samples (s->fx);
+    gsize n = max ? MIN (n_samples, max - MIN (max, s->audio_samples)) : n_samples;
+    G3nComputeParams c = compute_params (s);
+    g3n_audio_stream_set_compute (s->astream, &c);
+    /* features and conformer run here, on the feeder's thread, holding nothing */
+    ok = n == 0 || g3n_audio_stream_push (s->astream, pcm, n, error);
+    compute_clear (&c);
+    s->audio_samples += n;
+    if (!ok && error && *error && g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      abandon_clip (s);
+  }
+  ok = ok && prefill_if_free (s, error);
+  g_mutex_unlock (&s->audio_lock);
+  return ok;
+}
+
+gboolean
+g3n_session_push_audio_embeddings (G3nSession *s, const float *embeds, int n, GError **error)
+{
+  g_mutex_lock (&s->audio_lock);
+  gboolean ok = check_clip_open (s, TRUE, error);
+  if (ok && s->audio_samples > 0) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "the open audio clip is fed with PCM: embeddings cannot be mixed into it");
+    ok = FALSE;
+  }
+  if (ok)
+    append_audio_rows (s, embeds, NULL, n);
+  ok = ok && prefill_if_free (s, error);
+  g_mutex_unlock (&s->audio_lock);
+  return ok;
+}
+
+gboolean
+g3n_session_end_audio (G3nSession *s, GError **error)
+{
+  g_mutex_lock (&s->audio_lock);
+  if (!check_clip_open (s, TRUE, error)) {
+    g_mutex_unlock (&s->audio_lock);
+    return FALSE;
+  }
+  gboolean ok = TRUE;
+  if (s->audio_samples > 0) {
+    G3nComputeParams c = compute_params (s);
+    g3n_audio_stream_set_compute (s->astream, &c);
+    ok = g3n_audio_stream_finish (s->astream, error);
+    compute_clear (&c);
+  }
+  if (ok) {
+    int H = g3n_model_n_embd (s->model);
+    g_mutex_lock (&s->lock);
+    Item *it = s->audio_in;
+    ok = it->n > 0;
+    for (; ok && s->params.audio_padding && it->n < it->cap; it->n++)
+      memcpy (it->embeds + (gsize) it->n * H, s->audio_pad, sizeof (float) * H);
+    it->closed = TRUE;
+    s->audio_in = NULL;
+    s->audio_samples = 0;
+    g_mutex_unlock (&s->lock);
+    if (!ok)
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "the audio clip ended without any audio tokens");
+  }
+  if (!ok)
+    abandon_clip (s); /* cancelled or empty: the clip cannot be completed */
+  ok = ok && prefill_if_free (s, error);
+  g_mutex_unlock (&s->audio_lock);
+  return ok;
+}
+
+gboolean
+g3n_session_add_audio (G3nSession *s, const float *pcm, gsize n_samples, GError **error)
+{
+  if (n_samples == 0 || !ensure_audio (s, error)) {
+    if (n_samples == 0)
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "audio clip has no samples");
+    return FALSE;
+  }
+  if (g3n_audio_features_n_frames (s->fx, n_samples) <= 0) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "audio clip of %" G_GSIZE_FORMAT
+                 " samples is too short for one feature frame", n_samples);
+    return FALSE;
+  }
+  /* one path for whole clips and streams: the same batches, so the same numbers */
+  return g3n_session_begin_audio (s, error) && g3n_session_push_audio (s, pcm, n_samples, error)
+         && g3n_session_end_audio (s, error);
+}
+
+/* ----------------------------------------------------------------------- closing a turn */
+
+/* Prefills everything queued and closes the user turn with `closing` (the model header, maybe a whole
+ * model turn); logits (optional) of the last token. A turn is opened if input or a first system prompt
+ * wants one; without a user turn, `closing` goes on the last exchange (a new one if there is none). */
+static gboolean
+close_turn (G3nSession *s, const char *closing, float *logits, GError **error)
+{
+  g_mutex_lock (&s->lock);
+  gboolean clip_open = s->audio_in != NULL;
+  g_mutex_unlock (&s->lock);
+  if (clip_open) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "an audio clip is still open: end it first");
+    return FALSE;
+  }
+  if (!prefill_pending (s, error))
+    return FALSE;
+  if (!s->user_turn_open && s->system && !s->had_user_turn && !open_user_turn (s, error))
+    return FALSE;
+  gsize keep = s->tail->len;
+  gboolean started = s->started;
+  if (s->user_turn_open) {
+    g_string_append_printf (s->tail, "%s\n", g3n_chat_format_end_of_turn (s->fmt));
+  } else { /* no user input: a model turn alone, on the last exchange */
+    if (!close_model_turn (s, error))
+      return FALSE;
+    if (s->exchanges->len == 0) {
+      Exchange e = { g3n_context_n_past (s->ctx), g3n_context_n_past (s->ctx) };
+      g_array_append_val (s->exchanges, e);
+    }
+    if (!s->started)
+      g_string_append (s->tail, g3n_chat_format_bos (s->fmt));
+    s->started = TRUE;
+  }
+  g_string_append (s->tail, closing);
+  if (!flush_tail (s, TRUE, logits, error)) {
+    g_string_truncate (s->tail, keep);
+    s->started = started;
+    return FALSE;
+  }
+  s->user_turn_open = FALSE;
+  return TRUE;
 }
 
 gboolean
 g3n_session_add_model_text (G3nSession *s, const char *text, GError **error)
 {
-  if (!g_utf8_validate (text, -1, NULL)) {
-    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "model text is not valid UTF-8");
+  if (!check_text (s, text, "model text", error) || !enter (s, error))
     return FALSE;
+  g_autoptr (GString) closing = g_string_new (NULL);
+  g_string_append_printf (closing, "%smodel\n", g3n_chat_format_start_of_turn (s->fmt));
+  g3n_chat_format_append_item (s->fmt, closing, G3N_CHAT_TEXT, text, TRUE);
+  g_string_append_printf (closing, "%s\n", g3n_chat_format_end_of_turn (s->fmt));
+  gboolean ok = close_turn (s, closing->str, NULL, error);
+  if (ok) {
+    s->model_turn_open = FALSE;
+    g_array_set_size (s->turn_ids, 0);
   }
-  g_mutex_lock (&s->state_lock);
-  g_autoptr (GPtrArray) items = take_pending (s);
-  gboolean ok = prefill (s, items, text, FALSE, NULL, NULL, error);
-  g_mutex_unlock (&s->state_lock);
+  leave (s);
   return ok;
 }
 
@@ -442,46 +885,36 @@ is_stop (G3nSession *s, int32_t token)
   return token == s->end_of_turn_id || g3n_model_is_eos (s->model, token);
 }
 
-gboolean
-g3n_session_generate (G3nSession *s, G3nSampler *sampler, int max_tokens, G3nTokenCallback callback,
-                      gpointer user_data, G3nStopReason *reason, GError **error)
+static gboolean
+has_new_input (G3nSession *s)
+{
+  g_mutex_lock (&s->lock);
+  gboolean any = s->pending->len > 0 || s->user_turn_open || (s->system && !s->had_user_turn);
+  g_mutex_unlock (&s->lock);
+  return any;
+}
+
+/* The answer, token by token: sample, report, decode. Runs holding only the busy token. */
+static gboolean
+answer (G3nSession *s, G3nSampler *sampler, int max_tokens, float *logits, G3nTokenCallback callback,
+        gpointer user_data, G3nStopReason *why, GError **error)
 {
   int V = g3n_model_n_vocab (s->model);
-  g_autofree float *logits = g_new (float, V);
-  g_mutex_lock (&s->state_lock);
-  g_autoptr (GPtrArray) items = take_pending (s);
-  G3nStopReason why = G3N_STOP_MAX_TOKENS;
-  gboolean ok = TRUE;
-  /* An answer needs a new user turn (a system prompt alone makes one). */
-  if (items->len == 0 && !(s->system && !s->had_user_turn)) {
-    ok = FALSE;
-    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "nothing new to answer: add user input first");
-  } else {
-    ok = prefill (s, items, NULL, TRUE, logits, sampler, error);
-  }
   G3nDetokenizer *dt = g3n_detokenizer_new (s->tok, TRUE);
   GString *piece = g_string_new (NULL);
+  gboolean ok = TRUE;
   for (int i = 0; ok && i < max_tokens; i++) {
     int32_t token = g3n_sampler_sample (sampler, logits, V);
     if (is_stop (s, token)) {
-      why = G3N_STOP_END_OF_TURN;
+      *why = G3N_STOP_END_OF_TURN;
       break;
     }
     g_string_truncate (piece, 0);
     g3n_detokenizer_push (dt, token, piece);
-    if (callback && !callback (token, piece->str, user_data)) {
-      why = G3N_STOP_CALLBACK;
-      /* the token is still part of the answer */
-    }
-    if (!make_room (s, 1, 1, error)) {
-      ok = FALSE;
-      break;
-    }
-    G3nBatch b = { .n_tokens = 1, .ids = &token, .logits = logits };
-    ok = g3n_context_decode (s->ctx, &b, error);
-    if (ok && s->exchanges->len > 0)
-      g_array_index (s->exchanges, Exchange, s->exchanges->len - 1).end = g3n_context_n_past (s->ctx);
-    if (why == G3N_STOP_CALLBACK)
+    if (callback && !callback (token, piece->str, user_data))
+      *why = G3N_STOP_CALLBACK; /* the token is still part of the answer */
+    ok = decode (s, &token, NULL, 1, logits, error);
+    if (*why == G3N_STOP_CALLBACK)
       break;
   }
   g_string_truncate (piece, 0);
@@ -490,18 +923,44 @@ g3n_session_generate (G3nSession *s, G3nSampler *sampler, int max_tokens, G3nTok
     callback (-1, piece->str, user_data);
   g_string_free (piece, TRUE);
   g3n_detokenizer_free (dt);
+  return ok;
+}
+
+gboolean
+g3n_session_generate (G3nSession *s, G3nSampler *sampler, int max_tokens, G3nTokenCallback callback,
+                      gpointer user_data, G3nStopReason *reason, GError **error)
+{
+  if (!enter (s, error))
+    return FALSE;
+  G3nStopReason why = G3N_STOP_MAX_TOKENS;
+  g_autofree float *logits = g_new (float, g3n_model_n_vocab (s->model));
+  g_autofree char *header = g_strdup_printf ("%smodel\n", g3n_chat_format_start_of_turn (s->fmt));
+  /* An answer needs a new user turn (a system prompt alone makes one). */
+  gboolean ok = has_new_input (s);
+  if (!ok)
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "nothing new to answer: add user input first");
+  ok = ok && close_turn (s, header, logits, error);
+  if (ok) {
+    /* HF applies the repetition penalty to the whole input it was given */
+    for (guint i = 0; i < s->turn_ids->len; i++)
+      g3n_sampler_accept (sampler, g_array_index (s->turn_ids, int32_t, i));
+    g_array_set_size (s->turn_ids, 0);
+    s->model_turn_open = TRUE;
+    ok = answer (s, sampler, max_tokens, logits, callback, user_data, &why, error);
+    g_array_set_size (s->turn_ids, 0);
+  }
   if (reason)
     *reason = why;
-  g_mutex_unlock (&s->state_lock);
+  leave (s);
   return ok;
 }
 
 int
 g3n_session_n_past (G3nSession *s)
 {
-  g_mutex_lock (&s->state_lock);
-  int n = g3n_context_n_past (s->ctx);
-  g_mutex_unlock (&s->state_lock);
+  g_mutex_lock (&s->lock);
+  int n = s->n_past;
+  g_mutex_unlock (&s->lock);
   return n;
 }
 
@@ -542,7 +1001,17 @@ put (Writer *w, const char *name, G3nDType dtype, const void *data, int ndim, in
 gboolean
 g3n_session_save (G3nSession *s, const char *path, GError **error)
 {
-  g_mutex_lock (&s->state_lock);
+  if (!enter (s, error))
+    return FALSE;
+  g_mutex_lock (&s->lock);
+  gboolean open = s->user_turn_open || s->pending->len > 0;
+  g_mutex_unlock (&s->lock);
+  if (open) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "%s: a user turn is still open; save after it is answered (or discarded)", path);
+    leave (s);
+    return FALSE;
+  }
   Writer w = { g_array_new (FALSE, FALSE, sizeof (G3nTensor)), g_ptr_array_new_with_free_func (g_free),
                g_ptr_array_new_with_free_func (g_free) };
   const char *id = g3n_model_identity (s->model);
@@ -572,7 +1041,7 @@ g3n_session_save (G3nSession *s, const char *path, GError **error)
   g_array_free (w.tensors, TRUE);
   g_ptr_array_free (w.names, TRUE);
   g_ptr_array_free (w.data, TRUE);
-  g_mutex_unlock (&s->state_lock);
+  leave (s);
   return ok;
 }
 
@@ -633,7 +1102,12 @@ g3n_session_load (G3nSession *s, const char *path, GError **error)
   G3nSafetensors *f = g3n_safetensors_open (path, error);
   if (!f)
     return FALSE;
-  g_mutex_lock (&s->state_lock);
+  g_mutex_lock (&s->audio_lock);
+  if (!enter (s, error)) {
+    g_mutex_unlock (&s->audio_lock);
+    g3n_safetensors_free (f);
+    return FALSE;
+  }
   const G3nTensor *id = need_tensor (f, "session.identity", G3N_DTYPE_U8, 1, error);
   const G3nTensor *st = id ? need_tensor (f, "session.state", G3N_DTYPE_I64, 1, error) : NULL;
   const G3nTensor *ex = st ? need_tensor (f, "session.exchanges", G3N_DTYPE_I64, 2, error) : NULL;
@@ -656,6 +1130,7 @@ g3n_session_load (G3nSession *s, const char *path, GError **error)
   for (int l = 0; ok && l < g3n_model_n_layers (s->model); l++)
     ok = !g3n_context_kv_layer (s->ctx, l) || check_layer (s, f, l, (int) n_past, error);
   if (ok) {
+    discard_turn (s); /* the loaded conversation replaces everything, open input included */
     for (int l = 0; l < g3n_model_n_layers (s->model); l++) {
       G3nKvLayer *kv = g3n_context_kv_layer (s->ctx, l);
       if (!kv)
@@ -678,7 +1153,8 @@ g3n_session_load (G3nSession *s, const char *path, GError **error)
     g_free (s->system);
     s->system = sys && sys->dtype == G3N_DTYPE_U8 ? g_strndup (sys->data, sys->nbytes) : NULL;
   }
-  g_mutex_unlock (&s->state_lock);
+  leave (s);
+  g_mutex_unlock (&s->audio_lock);
   g3n_safetensors_free (f);
   return ok;
 }

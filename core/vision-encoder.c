@@ -11,6 +11,7 @@
  */
 #include "vision-encoder.h"
 
+#include "compute.h"
 #include "embedder.h"
 #include "kernels/threadpool.h"
 
@@ -100,7 +101,7 @@ typedef struct {
 } Block;
 
 struct _G3nVisionEncoder {
-  G3nModel *model; /* NULL for custom encoders */
+  G3nModel *model; /* the model whose shared tower this is (free drops a reference), or NULL: owned */
   char *origin;
   GPtrArray *owned; /* fp32 copies */
   Conv stem;
@@ -321,6 +322,16 @@ bind_all (Binder *b, double multiplier)
   return *b->error == NULL;
 }
 
+static void
+encoder_destroy (gpointer p)
+{
+  G3nVisionEncoder *e = p;
+  g_free (e->blocks);
+  g_ptr_array_free (e->owned, TRUE);
+  g_free (e->origin);
+  g_free (e);
+}
+
 static G3nVisionEncoder *
 encoder_new (G3nModel *model, G3nVisionTensorLookup lookup, gpointer user_data, const char *origin,
              double multiplier, GError **error)
@@ -334,12 +345,12 @@ encoder_new (G3nModel *model, G3nVisionTensorLookup lookup, gpointer user_data, 
    * the same on first use, but the stem's sgemm may come first). */
   openblas_set_num_threads (1);
   G3nVisionEncoder *e = g_new0 (G3nVisionEncoder, 1);
-  e->model = model ? g3n_model_ref (model) : NULL;
+  e->model = model;
   e->origin = g_strdup (origin);
   e->owned = g_ptr_array_new_with_free_func (g_free);
   Binder b = { e, lookup, user_data, error };
   if (!bind_all (&b, multiplier)) {
-    g3n_vision_encoder_free (e);
+    encoder_destroy (e);
     return NULL;
   }
   return e;
@@ -353,8 +364,8 @@ store_lookup (gpointer user_data, const char *name, int ndim, const int64_t *sha
   return g3n_tensor_store_find (((G3nModel *) user_data)->store, full);
 }
 
-G3nVisionEncoder *
-g3n_vision_encoder_new (G3nModel *model, GError **error)
+static gpointer
+make_shared (G3nModel *model, GError **error)
 {
   const G3nVisionConfig *vc = &model->config->vision;
   if (!vc->present) {
@@ -380,6 +391,16 @@ g3n_vision_encoder_new (G3nModel *model, GError **error)
   return encoder_new (model, store_lookup, model, model->path, vc->channel_multiplier, error);
 }
 
+/* The model's one vision tower: its fp32 copies are made once, whoever asks first. */
+G3nVisionEncoder *
+g3n_vision_encoder_new (G3nModel *model, GError **error)
+{
+  G3nVisionEncoder *e = g3n_model_shared_tower (model, G3N_TOWER_VISION, make_shared, encoder_destroy, error);
+  if (e)
+    g3n_model_ref (model);
+  return e;
+}
+
 G3nVisionEncoder *
 g3n_vision_encoder_new_custom (G3nVisionTensorLookup lookup, gpointer user_data, const char *origin,
                                double channel_multiplier, GError **error)
@@ -392,12 +413,10 @@ g3n_vision_encoder_free (G3nVisionEncoder *e)
 {
   if (!e)
     return;
-  g_free (e->blocks);
-  g_ptr_array_free (e->owned, TRUE);
-  g_free (e->origin);
   if (e->model)
-    g3n_model_unref (e->model);
-  g_free (e);
+    g3n_model_unref (e->model); /* the model destroys its tower */
+  else
+    encoder_destroy (e);
 }
 
 int
@@ -887,19 +906,27 @@ write_outputs (const G3nVisionEncoder *e, const Map *y, float *tower_out, float 
 }
 
 gboolean
-g3n_vision_encoder_encode (G3nVisionEncoder *e, const float *pixel_values, float *tower_out, float *embeds,
-                           float *block_stats, GError **error)
+g3n_vision_encoder_encode (G3nVisionEncoder *e, const G3nComputeParams *compute, const float *pixel_values,
+                           float *tower_out, float *embeds, float *block_stats, GError **error)
 {
   if (embeds && (!e->model || !e->model->embed_vision.present)) {
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "%s: image embeddings need embed_vision weights",
                  e->origin);
     return FALSE;
   }
+  GCancellable *cancel = compute ? compute->cancellable : NULL;
+  if (g3n_check_cancelled (cancel, "image encoding", error))
+    return FALSE;
+  int prev = g3n_kernels_push_threads (compute ? compute->n_threads : 0);
   Map x = stem (e, pixel_values);
   if (block_stats)
     stats (&x, block_stats);
   Map kept = { 0 }; /* the output of stage 2, which the fusion adapter reads with the last one */
-  for (int i = 0; i < e->n_blocks; i++) {
+  gboolean cancelled = FALSE;
+  for (int i = 0; i < e->n_blocks && !cancelled; i++) {
+    /* Checked per block (the largest takes tens of ms): a cancelled image stops within one. */
+    if ((cancelled = g3n_check_cancelled (cancel, "image encoding", error)))
+      break;
     Map y = run_block (&e->blocks[i], &x);
     if (block_stats)
       stats (&y, block_stats + 3 * (i + 1));
@@ -909,8 +936,11 @@ g3n_vision_encoder_encode (G3nVisionEncoder *e, const float *pixel_values, float
     if (i == e->stage_end[2])
       kept = x;
   }
-  Map out = msfa (e, &kept, &x, error);
-  map_free (&kept), map_free (&x);
+  Map out = cancelled ? (Map) { 0 } : msfa (e, &kept, &x, error);
+  g3n_kernels_pop_threads (prev);
+  if (x.d != kept.d)
+    map_free (&x);
+  map_free (&kept);
   if (!out.d)
     return FALSE;
   write_outputs (e, &out, tower_out, embeds);

@@ -211,7 +211,7 @@ encode (const G3nAudioEncoder *enc, const float *f, const guint8 *mask, int T, E
   o->embeds = g_new (float, (gsize) o->n_tok * H + 1);
   o->tmask = g_new (guint8, o->n_tok + 1);
   G3nAudioEncodeOutputs out = { o->sscp, o->blocks, o->tower, o->tmask, o->embeds };
-  return g3n_audio_encode (enc, f, T, g3n_audio_encoder_n_features (enc), mask, &out, error);
+  return g3n_audio_encode (enc, NULL, f, T, g3n_audio_encoder_n_features (enc), mask, &out, error);
 }
 
 static void
@@ -469,7 +469,7 @@ test_bad_input (Results *r, const G3nAudioFeatures *fx, const G3nAudioEncoder *e
   check (r, ok, "features of an empty clip: nothing to do%s%s", e ? ": " : "", e ? e->message : "");
   g_clear_error (&e);
   G3nAudioEncodeOutputs out = { 0 };
-  ok = g3n_audio_encode (enc, f, 0, F, m, &out, &e);
+  ok = g3n_audio_encode (enc, NULL, f, 0, F, m, &out, &e);
   check (r, !ok && e, "encoding 0 frames rejected: %s", e ? e->message : "accepted");
   g_clear_error (&e);
   s = g3n_audio_stream_new (fx, enc, NULL, NULL, NULL, &e);
@@ -493,10 +493,10 @@ test_bad_input (Results *r, const G3nAudioFeatures *fx, const G3nAudioEncoder *e
   for (int i = 0; i < 10 * F; i++)
     f[i] = -5.0f;
   f[3 * F + 7] = NAN;
-  ok = g3n_audio_encode (enc, f, 10, F, NULL, &out, &e);
+  ok = g3n_audio_encode (enc, NULL, f, 10, F, NULL, &out, &e);
   check (r, !ok && e, "NaN feature rejected: %s", e ? e->message : "accepted");
   g_clear_error (&e);
-  ok = g3n_audio_encode (enc, f, 10, F - 48, NULL, &out, &e);
+  ok = g3n_audio_encode (enc, NULL, f, 10, F - 48, NULL, &out, &e);
   check (r, !ok && e && strstr (e->message, "input_feat_size"), "wrong feature count rejected: %s",
          e ? e->message : "accepted");
   g_clear_error (&e);
@@ -535,7 +535,7 @@ test_bad_input (Results *r, const G3nAudioFeatures *fx, const G3nAudioEncoder *e
   float *lt = g_new (float, (gsize) n_tok * D), *le = g_new (float, (gsize) n_tok * H);
   guint8 *ltm = g_new (guint8, n_tok);
   G3nAudioEncodeOutputs lo = { NULL, NULL, lt, ltm, le };
-  ok = g3n_audio_features_compute (fx, lp, long_n, lf, lm, &e) && g3n_audio_encode (enc, lf, TL, F, lm, &lo, &e);
+  ok = g3n_audio_features_compute (fx, lp, long_n, lf, lm, &e) && g3n_audio_encode (enc, NULL, lf, TL, F, lm, &lo, &e);
   check (r, ok && max_abs (lt, (gsize) n_tok * D) < 1e3, "45 s clip encoded (whole clip)%s%s", e ? ": " : "",
          e ? e->message : "");
   g_clear_error (&e);

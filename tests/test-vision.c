@@ -379,7 +379,7 @@ test_tower (Tally *t, G3nModel *model, G3nSafetensors *golden)
   g_autofree float *out = g_new (float, (gsize) C * N), *emb = g_new (float, (gsize) N * H),
                    *st = g_new (float, (gsize) rows * 3);
   gint64 t0 = g_get_monotonic_time ();
-  gboolean ok = g3n_vision_encoder_encode (e, pv, out, emb, st, &error);
+  gboolean ok = g3n_vision_encoder_encode (e, NULL, pv, out, emb, st, &error);
   double ms = (g_get_monotonic_time () - t0) / 1000.0;
   check (t, ok, "encode golden pixel_values (%.0f ms)%s%s", ms, error ? ": " : "", error ? error->message : "");
   if (ok) {

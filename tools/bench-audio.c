@@ -227,7 +227,7 @@ main (int argc, char **argv)
     double a = now ();
     gboolean ok = g3n_audio_features_compute (fx, pcm, n, feat, mask, &e);
     double b = now ();
-    ok = ok && g3n_audio_encode (enc, feat, T, F, mask, &out, &e);
+    ok = ok && g3n_audio_encode (enc, NULL, feat, T, F, mask, &out, &e);
     double d = now ();
     int tokens = 0;
     G3nAudioStream *s = ok ? g3n_audio_stream_new (fx, enc, NULL, count_tokens, &tokens, &e) : NULL;

@@ -119,7 +119,7 @@ main (int argc, char **argv)
     double best = INFINITY;
     for (int r = 0; r <= runs; r++) { /* run 0 warms up */
       gint64 t = g_get_monotonic_time ();
-      if (!g3n_vision_encoder_encode (enc, pv, out, NULL, NULL, &error)) {
+      if (!g3n_vision_encoder_encode (enc, NULL, pv, out, NULL, NULL, &error)) {
         fprintf (stderr, "bench-vision: %s\n", error->message);
         status = 1;
         break;

@@ -278,7 +278,7 @@ bench_audio (G3nModel *model, const Options *o, GRand *rng, GPtrArray *results, 
   for (int r = 0; ok && r <= o->reps; r++) { /* r = 0 warms up */
     double t0 = now_s ();
     ok = g3n_audio_features_compute (fx, pcm, n, feat, mask, error)
-         && g3n_audio_encode (enc, feat, T, F, mask, &out, error);
+         && g3n_audio_encode (enc, NULL, feat, T, F, mask, &out, error);
     double v = (now_s () - t0) / o->audio_seconds;
     if (ok && r > 0) {
       g_array_append_val (res->values, v);
@@ -309,7 +309,7 @@ bench_vision (G3nModel *model, const Options *o, GRand *rng, GPtrArray *results,
   gboolean ok = TRUE;
   for (int r = 0; ok && r <= o->reps; r++) { /* r = 0 warms up */
     double t0 = now_s ();
-    ok = g3n_vision_encoder_encode (enc, pv, tower, model->embed_vision.present ? embeds : NULL, NULL, error);
+    ok = g3n_vision_encoder_encode (enc, NULL, pv, tower, model->embed_vision.present ? embeds : NULL, NULL, error);
     double v = (now_s () - t0) * 1000;
     if (ok && r > 0) {
       g_array_append_val (res->values, v);
