@@ -1,5 +1,5 @@
 #!/bin/sh
-# Chat format renderings always; token ids too when the real tokenizer can be had (see test-tokenizer.sh).
+# Chat format renderings always; token ids too when the real tokenizer can be had (see test-tokenizer-real.sh).
 srcdir=${srcdir:-$(dirname "$0")/..}
 builddir=${builddir:-.}
 cache=${G3N_TOKENIZER_CACHE:-$HOME/.cache/gst-gemma3n}
