@@ -8,7 +8,7 @@
  * also runs stored by input (the sparse layers' down_proj: a weight row per input, zero inputs skipped)
  * and through g3n_matmul_rows (a sparse layer's up_proj in decode). Also the KV cache's 16-bit rows
  * (half.c): conversions bit-identical to the scalar rounding, and the decode-step attention products
- * against double precision. Run under each G3N_KERNEL by test-kernel-paths.sh. */
+ * against double precision. Run under each G3N_KERNEL by test-kernel-paths.tap. */
 #include "kernels/kernels.h"
 #include "kernels/threadpool.h"
 
