@@ -17,7 +17,7 @@
  * every prediction goes through multi-token products) is reported, not bounded: it follows the exact path
  * for 4-8 of 16 tokens on mm-tiny and 1 on text-matformer, after which one different id changes all later
  * ones. With a KV cache, steps after the prompt are single tokens, which this setting does not touch.
- * Run under each G3N_KERNEL by test-kernel-paths.sh.
+ * Run under each G3N_KERNEL by test-kernel-paths.tap.
  */
 #include "test-util.h"
 #include "kernels/kernels.h"

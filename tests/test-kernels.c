@@ -8,7 +8,7 @@
  * also runs stored by input (the sparse layers' down_proj: a weight row per input, zero inputs skipped)
  * and through g3n_matmul_rows (a sparse layer's up_proj in decode). Also the KV cache's 16-bit rows
  * (half.c): conversions bit-identical to the scalar rounding, and the decode-step attention products
- * against double precision. Run under each G3N_KERNEL by test-kernel-paths.sh. */
+ * against double precision. Run under each G3N_KERNEL by test-kernel-paths.tap. */
 #include "kernels/kernels.h"
 #include "kernels/threadpool.h"
 
@@ -232,6 +232,11 @@ test_half_conversions (void)
     bad += h[i] != to_bf16 (x[i]);
   report (bad == 0, "fp32 -> bf16 of %" G_GSIZE_FORMAT " values: %" G_GSIZE_FORMAT " differ from the scalar rounding",
           n, bad);
+  /* the shared scalar helpers (half.h) against this file's reference and an exact round trip */
+  bad = 0;
+  for (gsize i = 0; i < n; i++)
+    bad += g3n_f32_to_bf16 (x[i]) != to_bf16 (x[i]) || g3n_f32_to_bf16 (g3n_bf16_to_f32 (h[i])) != h[i];
+  report (bad == 0, "half.h fp32 <-> bf16 of %" G_GSIZE_FORMAT " values: %" G_GSIZE_FORMAT " differ", n, bad);
   float nan[17];
   for (int i = 0; i < 17; i++)
     nan[i] = bits_to_f32 (i % 2 ? 0x7fc00001u : 0xff800001u); /* quiet and signalling */

@@ -16,7 +16,7 @@
  *    off by one would show.
  *  - the decoder on the tiny fixtures (random weights, so no redundancy protects them as in a trained model):
  *    logits are compared with the unquantised model's, reporting max / mean |Δ| and top-1 agreement.
- * Run under each G3N_KERNEL by test-kernel-paths.sh.
+ * Run under each G3N_KERNEL by test-kernel-paths.tap.
  */
 #include "test-util.h"
 #include "kernels/kernels.h"

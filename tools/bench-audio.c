@@ -11,6 +11,7 @@
 #include "audio-encoder.h"
 #include "model-config.h"
 #include "kernels/threadpool.h"
+#include "kernels/half.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -32,14 +33,6 @@ uniform (Weights *w)
   return (float) ((w->rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
-static guint16
-to_bf16 (float f)
-{
-  guint32 u;
-  memcpy (&u, &f, 4);
-  return (guint16) ((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
 /* A BF16 tensor of the given shape: values in ±scale around `center`. */
 static G3nTensor *
 add (Weights *w, const char *name, float center, float scale, int ndim, const int64_t *shape)
@@ -53,7 +46,7 @@ add (Weights *w, const char *name, float center, float scale, int ndim, const in
     n *= (gsize) (t->shape[i] = shape[i]);
   guint16 *data = g_new (guint16, n);
   for (gsize i = 0; i < n; i++)
-    data[i] = to_bf16 (center + scale * uniform (w));
+    data[i] = g3n_f32_to_bf16 (center + scale * uniform (w));
   t->data = data;
   t->nbytes = n * 2;
   t->path = "(in memory)";

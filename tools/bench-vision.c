@@ -8,6 +8,7 @@
  * what the real tower costs; the random values only keep activations finite.
  */
 #include "vision-encoder.h"
+#include "kernels/half.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -30,14 +31,6 @@ tensor_free (gpointer p)
   g_free (t);
 }
 
-static guint16
-to_bf16 (float f)
-{
-  guint32 u;
-  memcpy (&u, &f, 4);
-  return (guint16) ((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
-}
-
 /* Random weights with sane activations: convolutions ~ U(±sqrt(3 / fan_in)), norms 1, layer scales 0.1. */
 static const G3nTensor *
 random_lookup (gpointer user_data, const char *name, int ndim, const int64_t *shape)
@@ -56,7 +49,7 @@ random_lookup (gpointer user_data, const char *name, int ndim, const int64_t *sh
   double a = sqrt (3.0 / fan_in);
   float fixed = g_str_has_suffix (name, "gamma") ? 0.1f : 1.0f;
   for (gsize i = 0; i < n; i++)
-    d[i] = to_bf16 (vec ? fixed : (float) g_rand_double_range (w->rng, -a, a));
+    d[i] = g3n_f32_to_bf16 (vec ? fixed : (float) g_rand_double_range (w->rng, -a, a));
   t->data = d;
   t->nbytes = n * 2;
   t->path = "random";

@@ -3,14 +3,15 @@
  * These carry decode: each weight is read once per token, so they run at memory speed when vectorised.
  * Weights are widened to fp32 in registers (BF16: a 16-bit shift; F16: F16C), never rounded the other
  * way, so every ISA computes the reference's fp32 math up to summation order. The ISA is chosen once at
- * run time; G3N_KERNEL=portable|avx2|avx512 forces one (tests use it to cover every path).
+ * run time (g3n_cpu_isa, cpu.h); G3N_KERNEL=portable|avx2|avx512 forces one (tests use it to cover every path).
  */
+#include "cpu.h"
+#include "half.h"
 #include "kernels.h"
 
 #include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef G3N_X86
 #include <immintrin.h>
-#define G3N_X86 1
 #endif
 
 typedef float (*DotFn) (const void *w, const float *x, int n);
@@ -30,19 +31,11 @@ bf16_portable (const void *w, const float *x, int n)
   float acc[4] = { 0 };
   int i = 0;
   for (; i + 4 <= n; i += 4)
-    for (int k = 0; k < 4; k++) {
-      guint32 u = (guint32) h[i + k] << 16;
-      float f;
-      memcpy (&f, &u, 4);
-      acc[k] += f * x[i + k];
-    }
+    for (int k = 0; k < 4; k++)
+      acc[k] += g3n_bf16_to_f32 (h[i + k]) * x[i + k];
   float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-  for (; i < n; i++) {
-    guint32 u = (guint32) h[i] << 16;
-    float f;
-    memcpy (&f, &u, 4);
-    s += f * x[i];
-  }
+  for (; i < n; i++)
+    s += g3n_bf16_to_f32 (h[i]) * x[i];
   return s;
 }
 
@@ -292,42 +285,32 @@ f32_avx512 (const void *w, const float *x, int n)
 /* ------------------------------------------------------------------------------ dispatch */
 
 typedef struct {
-  const char *name;
   DotFn bf16, f16, f32;
   AxpyFn axpy_bf16, axpy_f16, axpy_f32; /* F16/F32 checkpoints are rare: the portable loops serve them */
   Dot4Fn bf16x4; /* NULL: four single-row calls */
 } DotTable;
 
-static const DotTable portable_table = { "portable", bf16_portable, f16_portable, f32_portable,
+static const DotTable portable_table = { bf16_portable, f16_portable, f32_portable,
                                          axpy_bf16_portable, axpy_f16_portable, axpy_f32_portable, NULL };
 #ifdef G3N_X86
-static const DotTable avx2_table = { "avx2", bf16_avx2, f16_avx2, f32_avx2,
+static const DotTable avx2_table = { bf16_avx2, f16_avx2, f32_avx2,
                                      axpy_bf16_avx2, axpy_f16_portable, axpy_f32_portable, NULL };
-static const DotTable avx512_table = { "avx512", bf16_avx512, f16_avx512, f32_avx512,
+static const DotTable avx512_table = { bf16_avx512, f16_avx512, f32_avx512,
                                        axpy_bf16_avx512, axpy_f16_portable, axpy_f32_portable, bf16x4_avx512 };
 #endif
 
 static gpointer
 choose_table (gpointer unused)
 {
-  const char *force = g_getenv ("G3N_KERNEL");
-  const DotTable *best = &portable_table;
+  const DotTable *t = &portable_table;
 #ifdef G3N_X86
-  __builtin_cpu_init ();
-  gboolean has_avx2 = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
-  gboolean has_avx512 = __builtin_cpu_supports ("avx512f");
-  if (has_avx512)
-    best = &avx512_table;
-  else if (has_avx2)
-    best = &avx2_table;
-  if (force && g_str_equal (force, "avx2") && has_avx2)
-    best = &avx2_table;
-  else if (force && g_str_equal (force, "avx512") && has_avx512)
-    best = &avx512_table;
+  G3nIsa isa = g3n_cpu_isa (); /* honours G3N_KERNEL */
+  if (isa == G3N_ISA_AVX512)
+    t = &avx512_table;
+  else if (isa == G3N_ISA_AVX2)
+    t = &avx2_table;
 #endif
-  if (force && g_str_equal (force, "portable"))
-    best = &portable_table;
-  return (gpointer) best;
+  return (gpointer) t;
 }
 
 static const DotTable *
@@ -335,12 +318,6 @@ table (void)
 {
   static GOnce once = G_ONCE_INIT;
   return g_once (&once, choose_table, NULL);
-}
-
-const char *
-g3n_kernels_isa (void)
-{
-  return table ()->name;
 }
 
 float

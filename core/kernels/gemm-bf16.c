@@ -29,10 +29,11 @@
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
+#include "cpu.h"
+#include "half.h"
+#ifdef G3N_X86
 #include <immintrin.h>
 #include "transpose.h"
-#define G3N_X86 1
 #endif
 
 /* Weight rows per tile, on every ISA. AVX-512: 5 rows × 4 vectors of 16 tokens = 20 accumulators, with
@@ -95,7 +96,7 @@ g3n_gemm_use_blas (void)
     v = setting (&gemm_path, from_env);
   }
   /* Without AVX2 only the portable C kernels are left, several times slower than OpenBLAS's tuned ones. */
-  return v == GEMM_BLAS || (v == GEMM_AUTO && g_str_equal (g3n_kernels_isa (), "portable"));
+  return v == GEMM_BLAS || (v == GEMM_AUTO && g3n_cpu_isa () == G3N_ISA_PORTABLE);
 }
 
 void
@@ -113,27 +114,6 @@ g3n_kernels_bf16_activations (void)
     v = setting (&bf16_activations, e && g_str_equal (e, "1"));
   }
   return v > 0;
-}
-
-/* ----------------------------------------------------------------------------- conversions */
-
-static inline float
-bits_f32 (guint32 u)
-{
-  float f;
-  memcpy (&f, &u, 4);
-  return f;
-}
-
-/* fp32 → BF16, round to nearest even (what vcvtneps2bf16 does); NaN stays NaN. */
-static inline guint16
-to_bf16 (float f)
-{
-  guint32 u;
-  memcpy (&u, &f, 4);
-  if ((u & 0x7fffffff) > 0x7f800000)
-    return (guint16) ((u >> 16) | 0x40);
-  return (guint16) ((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
 
 /* ------------------------------------------------------------------------------- portable */
@@ -161,7 +141,7 @@ tile_portable_dt (G3nDType dt, const void *w, gsize ldw, int mr, const float *p,
       if (dt == G3N_DTYPE_BF16) {
         guint16 h;
         memcpy (&h, row[i] + 2 * k, 2);
-        wi = bits_f32 ((guint32) h << 16);
+        wi = g3n_bf16_to_f32 (h);
       } else if (dt == G3N_DTYPE_F16) {
         guint16 h;
         memcpy (&h, row[i] + 2 * k, 2);
@@ -200,7 +180,7 @@ tile_portable_f32 (const void *w, gsize ldw, int mr, const void *p, int wb, int 
 /* ----------------------------------------------------------------------------------- AVX2 */
 
 /* 5 rows × 2 vectors of 8 tokens: 10 accumulators + 2 activation vectors + the weight and the BF16 mask. */
-#define AVX2_TARGET "avx2,fma,f16c"
+#define AVX2_TARGET G3N_TARGET_AVX2
 
 static inline __attribute__ ((always_inline, target (AVX2_TARGET))) void
 tile_avx2_dt (G3nDType dt, const int NV, const void *w, gsize ldw, int mr, const float *p, int wb, int kc,
@@ -267,7 +247,7 @@ tile_avx2_dt (G3nDType dt, const int NV, const void *w, gsize ldw, int mr, const
       } else {
         guint16 h;
         memcpy (&h, row[i] + 2 * k, 2);
-        wi = dt == G3N_DTYPE_BF16 ? _mm256_set1_ps (bits_f32 ((guint32) h << 16))
+        wi = dt == G3N_DTYPE_BF16 ? _mm256_set1_ps (g3n_bf16_to_f32 (h))
                                   : _mm256_cvtph_ps (_mm_set1_epi16 ((short) h));
       }
 #pragma GCC unroll 2
@@ -298,7 +278,7 @@ AVX2_TILE (tile_avx2_f32, G3N_DTYPE_F32)
 
 /* -------------------------------------------------------------------------------- AVX-512 */
 
-#define AVX512_TARGET "avx512f"
+#define AVX512_TARGET G3N_TARGET_AVX512
 
 /* MR rows × NV vectors of 16 tokens. BF16 runs k in pairs: the even k's weights (shifted) meet its row of
  * activations, then the odd k's (masked) meet the next, so only NV activation vectors are live at once. */
@@ -366,7 +346,7 @@ tile_avx512_dt (G3nDType dt, const int NV, const void *w, gsize ldw, int mr, con
       } else {
         guint16 h;
         memcpy (&h, row[i] + 2 * k, 2);
-        wi = dt == G3N_DTYPE_BF16 ? _mm512_set1_ps (bits_f32 ((guint32) h << 16))
+        wi = dt == G3N_DTYPE_BF16 ? _mm512_set1_ps (g3n_bf16_to_f32 (h))
                                   : _mm512_cvtph_ps (_mm256_set1_epi16 ((short) h));
       }
 #pragma GCC unroll 4
@@ -399,7 +379,7 @@ AVX512_TILE (tile_avx512_f32, G3N_DTYPE_F32)
 
 /* ---------------------------------------------------------------------- AVX512_BF16 (opt-in) */
 
-#define BF16DP_TARGET "avx512f,avx512bf16"
+#define BF16DP_TARGET G3N_TARGET_BF16DP
 
 /* Panels of (k, k+1) activation pairs; the weights' own pairs are broadcast as they lie in memory, so no
  * widening at all: vdpbf16ps adds w[k]·x[k] + w[k+1]·x[k+1] to each token's fp32 sum. kc is even except
@@ -546,13 +526,12 @@ static const GemmTable avx512_bf16_table = { 16, 4, tile_avx512_bf16, tile_avx51
 static gpointer
 choose_table (gpointer unused)
 {
-  const char *isa = g3n_kernels_isa (); /* honours G3N_KERNEL */
+  G3nIsa isa = g3n_cpu_isa (); /* honours G3N_KERNEL */
   const GemmTable *t = &portable_table;
 #ifdef G3N_X86
-  __builtin_cpu_init ();
-  if (g_str_equal (isa, "avx512"))
-    t = __builtin_cpu_supports ("avx512bf16") ? &avx512_bf16_table : &avx512_table;
-  else if (g_str_equal (isa, "avx2"))
+  if (isa == G3N_ISA_AVX512)
+    t = g3n_cpu_has (G3N_CPU_NEEDS_BF16DP) ? &avx512_bf16_table : &avx512_table;
+  else if (isa == G3N_ISA_AVX2)
     t = &avx2_table;
 #endif
   return (gpointer) t;
@@ -563,6 +542,21 @@ table (void)
 {
   static GOnce once = G_ONCE_INIT;
   return g_once (&once, choose_table, NULL);
+}
+
+const char *
+g3n_gemm_isa (void)
+{
+  const GemmTable *t = table ();
+#ifdef G3N_X86
+  if (t == &avx512_bf16_table)
+    return "avx512+bf16dp";
+  if (t == &avx512_table)
+    return "avx512";
+  if (t == &avx2_table)
+    return "avx2";
+#endif
+  return t == &portable_table ? "portable" : "unknown";
 }
 
 /* ------------------------------------------------------------------------------- scratch */
@@ -624,8 +618,8 @@ pack_blocks (int begin, int end, gpointer data)
           for (int q = q0; q < q1; q++) {
             guint32 lo = 0, hi = 0;
             if (t < valid) {
-              lo = to_bf16 (src[2 * q]);
-              hi = 2 * q + 1 < K ? to_bf16 (src[2 * q + 1]) : 0;
+              lo = g3n_f32_to_bf16 (src[2 * q]);
+              hi = 2 * q + 1 < K ? g3n_f32_to_bf16 (src[2 * q + 1]) : 0;
             }
             panel[(gsize) q * wb + t] = lo | hi << 16;
           }
@@ -642,7 +636,7 @@ pack_blocks (int begin, int end, gpointer data)
               panel[(gsize) k * wb + t] = 0;
           else if (g->round)
             for (int k = k0; k < k1; k++)
-              panel[(gsize) k * wb + t] = bits_f32 ((guint32) to_bf16 (src[k]) << 16);
+              panel[(gsize) k * wb + t] = g3n_bf16_to_f32 (g3n_f32_to_bf16 (src[k]));
           else
             for (int k = k0; k < k1; k++)
               panel[(gsize) k * wb + t] = src[k];

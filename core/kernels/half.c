@@ -1,17 +1,19 @@
-/* half.c — rows of 16-bit floats (F16 or BF16) as the KV cache stores them: conversion from fp32, and the
- * two products of one decode step's attention read straight from such rows (widened in registers).
+/* half.c — rows of 16-bit floats (F16 or BF16): widening of stored weights (g3n_to_f32), the KV cache's
+ * conversion from fp32 and back, and the two products of one decode step's attention read straight from
+ * such rows (widened in registers). The scalar conversions themselves are half.h's.
  *
  * Conversions round to nearest even, and every ISA gives the same bits (F16C / AVX-512 vcvtps2ph use that
  * rounding, the portable code computes it; only NaN payloads may differ), so a cache holds the same values
  * whatever G3N_KERNEL chose. The products differ between ISAs in summation order only. The ISA follows
- * g3n_kernels_isa().
+ * g3n_cpu_isa() (cpu.h).
  */
+#include "cpu.h"
+#include "half.h"
 #include "kernels.h"
 
 #include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef G3N_X86
 #include <immintrin.h>
-#define G3N_X86 1
 #endif
 
 typedef void (*NarrowFn) (const float *src, guint16 *dst, gsize n);
@@ -23,29 +25,10 @@ typedef void (*SumFn) (const float *p, gsize ldp, int nq, int G, const guint16 *
 
 /* ------------------------------------------------------------------------------- scalar */
 
-static inline guint16
-bf16_from_f32 (float f)
-{
-  guint32 u;
-  memcpy (&u, &f, 4);
-  if ((u & 0x7fffffff) > 0x7f800000) /* NaN: keep it a (quiet) NaN rather than round it to inf */
-    return (guint16) ((u >> 16) | 0x40);
-  return (guint16) ((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
-static inline float
-bf16_to_f32 (guint16 h)
-{
-  guint32 u = (guint32) h << 16;
-  float f;
-  memcpy (&f, &u, 4);
-  return f;
-}
-
 static inline float
 half_to_f32 (gboolean bf16, guint16 h)
 {
-  return bf16 ? bf16_to_f32 (h) : g3n_f16_to_f32 (h);
+  return bf16 ? g3n_bf16_to_f32 (h) : g3n_f16_to_f32 (h);
 }
 
 /* ------------------------------------------------------------------------------- portable */
@@ -68,7 +51,7 @@ static void
 bf16_narrow_portable (const float *src, guint16 *dst, gsize n)
 {
   for (gsize i = 0; i < n; i++)
-    dst[i] = bf16_from_f32 (src[i]);
+    dst[i] = g3n_f32_to_bf16 (src[i]);
 }
 
 /* The products take nq queries (rows of q, ldq apart) in groups of G that share a KV head: query g reads
@@ -83,8 +66,9 @@ bf16_narrow_portable (const float *src, guint16 *dst, gsize n)
  * in L1 while their column blocks are visited) and carry the sums from tile to tile through out. */
 #define SUM_TILE 16
 
-/* Scalar tails shared by every ISA: columns [c0, d) of one query's products. */
-static float
+/* Scalar tails shared by every ISA: columns [c0, d) of one query's products. Inlined into every caller
+ * (as GCC chose while the F16 widening was a call), so the vector kernels make no call per row. */
+static inline __attribute__ ((always_inline)) float
 dot_tail (gboolean bf16, const float *q, const guint16 *row, int c0, int d)
 {
   float s = 0;
@@ -142,7 +126,7 @@ sum_portable (gboolean bf16, const float *p, gsize ldp, int nq, int G, const gui
 #ifdef G3N_X86
 /* ----------------------------------------------------------------------------------- AVX2 */
 
-#define AVX2_TARGET "avx2,fma,f16c"
+#define AVX2_TARGET G3N_TARGET_AVX2
 
 __attribute__ ((always_inline, target (AVX2_TARGET))) static inline __m256
 load8_avx2 (gboolean bf16, const guint16 *p)
@@ -162,7 +146,7 @@ hsum_avx2 (__m256 v)
   return _mm_cvtss_f32 (s);
 }
 
-/* Round to nearest even on the integer bits, as bf16_from_f32 does; NaNs stay quiet NaNs. */
+/* Round to nearest even on the integer bits, as g3n_f32_to_bf16 does; NaNs stay quiet NaNs. */
 __attribute__ ((target (AVX2_TARGET))) static void
 bf16_narrow_avx2 (const float *src, guint16 *dst, gsize n)
 {
@@ -339,7 +323,7 @@ sum_avx2 (gboolean bf16, const float *p, gsize ldp, int nq, int G, const guint16
 
 /* -------------------------------------------------------------------------------- AVX-512 */
 
-#define AVX512_TARGET "avx512f"
+#define AVX512_TARGET G3N_TARGET_AVX512
 
 __attribute__ ((always_inline, target (AVX512_TARGET))) static inline __m512
 load16_avx512 (gboolean bf16, const guint16 *p)
@@ -572,12 +556,12 @@ static const HalfTable avx512_table = { { f16_narrow_avx512, bf16_narrow_avx512 
 static gpointer
 choose_table (gpointer unused)
 {
-  const char *isa = g3n_kernels_isa (); /* honours G3N_KERNEL */
+  G3nIsa isa = g3n_cpu_isa (); /* honours G3N_KERNEL */
   const HalfTable *t = &portable_table;
 #ifdef G3N_X86
-  if (g_str_equal (isa, "avx512"))
+  if (isa == G3N_ISA_AVX512)
     t = &avx512_table;
-  else if (g_str_equal (isa, "avx2"))
+  else if (isa == G3N_ISA_AVX2)
     t = &avx2_table;
 #endif
   return (gpointer) t;
@@ -596,6 +580,40 @@ half_index (G3nDType dtype)
   g_return_val_if_fail (dtype == G3N_DTYPE_F16 || dtype == G3N_DTYPE_BF16, 0);
   return dtype == G3N_DTYPE_BF16;
 }
+
+void
+g3n_to_f32 (G3nDType dtype, const void *src, float *dst, gsize n)
+{
+  switch (dtype) {
+  case G3N_DTYPE_F32:
+    memcpy (dst, src, n * sizeof (float));
+    break;
+  case G3N_DTYPE_BF16: {
+    /* integer shifts in blocks of constant length, which GCC's -O2 vectoriser takes; the bits are the
+     * fp32 value */
+    const guint16 *h = src;
+    guint32 bits[16];
+    gsize i = 0;
+    for (; i + 16 <= n; i += 16) {
+      for (int k = 0; k < 16; k++)
+        bits[k] = (guint32) h[i + k] << 16;
+      memcpy (dst + i, bits, sizeof bits);
+    }
+    for (; i < n; i++) {
+      bits[0] = (guint32) h[i] << 16;
+      memcpy (dst + i, bits, 4);
+    }
+    break;
+  }
+  case G3N_DTYPE_F16:
+    for (gsize i = 0; i < n; i++)
+      dst[i] = g3n_f16_to_f32 (((const guint16 *) src)[i]);
+    break;
+  default:
+    g_assert_not_reached (); /* the loader admits only float weights */
+  }
+}
+
 
 void
 g3n_from_f32 (G3nDType dtype, const float *src, void *dst, gsize n)

@@ -8,6 +8,7 @@
 #define G3N_KERNELS_H
 
 #include "../safetensors.h"
+#include "half.h"
 
 G_BEGIN_DECLS
 
@@ -72,9 +73,7 @@ gsize g3n_matrix_bytes (const G3nMatrix *m);
 gpointer g3n_matrix_quantize (const G3nMatrix *m, G3nQuantType type, G3nMatrix *out);
 /* The same, stored by input feature (see by_input): for matrices whose inputs are mostly zero. */
 gpointer g3n_matrix_quantize_by_input (const G3nMatrix *m, G3nQuantType type, G3nMatrix *out);
-/* fp16 <-> fp32 (round to nearest even; used for the block scales). */
-guint16 g3n_f32_to_f16 (float f);
-float g3n_f16_to_f32 (guint16 h);
+/* Scalar fp16/bf16 <-> fp32 conversions (g3n_f16_to_f32, g3n_f32_to_bf16, ...) are inline in half.h. */
 
 /* Rows of 16-bit floats as the KV cache keeps them (half.c). Conversions round to nearest even and give the
  * same bits on every ISA. g3n_from_f32: fp32 to F16, BF16 (or F32, a copy); g3n_half_to_f32: back, like
@@ -97,7 +96,7 @@ float g3n_dot_weight (G3nDType dtype, const void *w, const float *x, int n);
 void g3n_dot_weight4 (G3nDType dtype, const void *w, gsize ldw, const float *x, int n, float *out);
 /* y[0..n) += a · w[0..n) for a stored weight row (the by-input products). */
 void g3n_axpy_weight (G3nDType dtype, float a, const void *w, float *y, int n);
-/* The instruction set the kernels chose: "avx512", "avx2" or "portable" (G3N_KERNEL forces one). */
+/* The instruction set the kernels chose: "avx512", "avx2" or "portable" (G3N_KERNEL forces one; cpu.c). */
 const char *g3n_kernels_isa (void);
 
 /* Row-major fp32 products on the calling thread (callers split work across the pool):

@@ -24,65 +24,6 @@ g3n_matrix_from_tensor (const G3nTensor *t)
   return m;
 }
 
-static inline float
-f16_to_f32 (guint16 h)
-{
-  guint32 sign = (guint32) (h & 0x8000) << 16;
-  guint32 exp = (h >> 10) & 0x1f;
-  guint32 man = h & 0x3ff;
-  guint32 u;
-  if (exp == 0x1f) {
-    u = sign | 0x7f800000u | (man << 13);
-  } else if (exp != 0) {
-    u = sign | ((exp + 112) << 23) | (man << 13);
-  } else if (man == 0) {
-    u = sign;
-  } else { /* subnormal: normalise */
-    int e = -1;
-    do {
-      man <<= 1;
-      e++;
-    } while (!(man & 0x400));
-    u = sign | ((guint32) (112 - e) << 23) | ((man & 0x3ff) << 13);
-  }
-  float f;
-  memcpy (&f, &u, 4);
-  return f;
-}
-
-void
-g3n_to_f32 (G3nDType dtype, const void *src, float *dst, gsize n)
-{
-  switch (dtype) {
-  case G3N_DTYPE_F32:
-    memcpy (dst, src, n * sizeof (float));
-    break;
-  case G3N_DTYPE_BF16: {
-    /* integer shifts in blocks of constant length, which GCC's -O2 vectoriser takes; the bits are the
-     * fp32 value */
-    const guint16 *h = src;
-    guint32 bits[16];
-    gsize i = 0;
-    for (; i + 16 <= n; i += 16) {
-      for (int k = 0; k < 16; k++)
-        bits[k] = (guint32) h[i + k] << 16;
-      memcpy (dst + i, bits, sizeof bits);
-    }
-    for (; i < n; i++) {
-      bits[0] = (guint32) h[i] << 16;
-      memcpy (dst + i, bits, 4);
-    }
-    break;
-  }
-  case G3N_DTYPE_F16:
-    for (gsize i = 0; i < n; i++)
-      dst[i] = f16_to_f32 (((const guint16 *) src)[i]);
-    break;
-  default:
-    g_assert_not_reached (); /* the loader admits only float weights */
-  }
-}
-
 static const void *
 row_ptr (const G3nMatrix *m, int r)
 {

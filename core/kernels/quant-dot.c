@@ -8,15 +8,15 @@
  *    decode also has two-row forms (q8_vnni2, q4_vnni2), same results, sharing each activation load.
  * Q4_0 codes carry a +8 offset, removed per block as 8·d_w·(d_x·Σx) (the activation's `s`).
  * The activation rows are quantised here too, per ISA, bit for bit alike (q8row_*).
- * The ISA follows g3n_kernels_isa() (G3N_KERNEL), with AVX-512 machines lacking VNNI using AVX2 here.
+ * The ISA follows g3n_cpu_isa() (cpu.h, G3N_KERNEL), with AVX-512 machines lacking VNNI using AVX2 here.
  */
 #include "quant.h"
 
 #include <math.h>
 
-#if defined(__x86_64__) || defined(__i386__)
+#include "cpu.h"
+#ifdef G3N_X86
 #include <immintrin.h>
-#define G3N_X86 1
 #endif
 
 /* ------------------------------------------------------------------------------- portable */
@@ -124,7 +124,7 @@ axpy_q4_portable (int n, const float *a, const guint8 *const *w, const guint16 *
 
 /* A block of one stored row as four vectors of 8 signed codes (the low 8 bytes of each): Q4_0's with their
  * offset removed, so each product below is exactly code · scale as in the portable loop. */
-__attribute__ ((target ("avx2,fma,f16c"))) static inline void
+__attribute__ ((target (G3N_TARGET_AVX2))) static inline void
 block_codes_avx2 (G3nQuantType type, const guint8 *w, int b, __m128i part[4])
 {
   if (type == G3N_QUANT_Q8_0) {
@@ -141,7 +141,7 @@ block_codes_avx2 (G3nQuantType type, const guint8 *w, int b, __m128i part[4])
 
 /* The by-input products keep a block's 32 outputs in registers while the n ≤ 4 rows add into them: y is
  * loaded and stored once per block, not once per row. */
-__attribute__ ((target ("avx2,fma,f16c"))) static inline void
+__attribute__ ((target (G3N_TARGET_AVX2))) static inline void
 axpy_avx2 (G3nQuantType type, int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1,
            float *y)
 {
@@ -162,13 +162,13 @@ axpy_avx2 (G3nQuantType type, int n, const float *a, const guint8 *const *w, con
   }
 }
 
-__attribute__ ((target ("avx2,fma,f16c"))) static void
+__attribute__ ((target (G3N_TARGET_AVX2))) static void
 axpy_q8_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
 {
   axpy_avx2 (G3N_QUANT_Q8_0, n, a, w, wd, b0, b1, y);
 }
 
-__attribute__ ((target ("avx2,fma,f16c"))) static void
+__attribute__ ((target (G3N_TARGET_AVX2))) static void
 axpy_q4_avx2 (int n, const float *a, const guint8 *const *w, const guint16 *const *wd, int b0, int b1, float *y)
 {
   axpy_avx2 (G3N_QUANT_Q4_0, n, a, w, wd, b0, b1, y);
@@ -193,7 +193,7 @@ block_dot_avx2 (__m256i u, __m256i x)
 
 /* Written once for R rows (1, or 2 at once sharing each activation load), as the VNNI kernels below:
  * every row in the same order of operations whatever R. */
-__attribute__ ((target ("avx2,fma,f16c"), always_inline)) static inline void
+__attribute__ ((target (G3N_TARGET_AVX2), always_inline)) static inline void
 q8_avx2_rows (int R, const gint8 *const *q, const guint16 *const *wd, const gint8 *xq, const float *xd, int nb,
               float *const *out)
 {
@@ -212,7 +212,7 @@ q8_avx2_rows (int R, const gint8 *const *q, const guint16 *const *wd, const gint
     *out[r] = hsum256 (_mm256_add_ps (acc[r][0], acc[r][1]));
 }
 
-__attribute__ ((target ("avx2,fma,f16c"))) static float
+__attribute__ ((target (G3N_TARGET_AVX2))) static float
 q8_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
 {
   float y;
@@ -220,7 +220,7 @@ q8_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, con
   return y;
 }
 
-__attribute__ ((target ("avx2,fma,f16c"))) static void
+__attribute__ ((target (G3N_TARGET_AVX2))) static void
 q8_avx2_2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq, const float *xd,
            const float *xs, int nb, float *out0, float *out1)
 {
@@ -228,7 +228,7 @@ q8_avx2_2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd
                 (float *const[]) { out0, out1 });
 }
 
-__attribute__ ((target ("avx2,fma,f16c"), always_inline)) static inline void
+__attribute__ ((target (G3N_TARGET_AVX2), always_inline)) static inline void
 q4_avx2_rows (int R, const guint8 *const *q, const guint16 *const *wd, const gint8 *xq, const float *xd,
               const float *xs, int nb, float *const *out)
 {
@@ -251,7 +251,7 @@ q4_avx2_rows (int R, const guint8 *const *q, const guint16 *const *wd, const gin
     *out[r] = hsum256 (_mm256_add_ps (acc[r][0], acc[r][1])) - 8.0f * corr[r];
 }
 
-__attribute__ ((target ("avx2,fma,f16c"))) static float
+__attribute__ ((target (G3N_TARGET_AVX2))) static float
 q4_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, const float *xs, int nb)
 {
   float y;
@@ -260,7 +260,7 @@ q4_avx2 (const void *w, const guint16 *wd, const gint8 *xq, const float *xd, con
   return y;
 }
 
-__attribute__ ((target ("avx2,fma,f16c"))) static void
+__attribute__ ((target (G3N_TARGET_AVX2))) static void
 q4_avx2_2 (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq, const float *xd,
            const float *xs, int nb, float *out0, float *out1)
 {
@@ -318,7 +318,7 @@ q8row_avx2 (const float *x, int cols, gint8 *q, float *d, float *s, gint32 *qsum
 
 /* ------------------------------------------------------------------------------- AVX-512 VNNI */
 
-#define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq"
+#define VNNI_TARGET G3N_TARGET_VNNI
 
 /* Lanes 0-7 get s[p], lanes 8-15 s[p + 1]: the scales of the two blocks in one register. */
 __attribute__ ((target (VNNI_TARGET))) static inline __m512
@@ -567,15 +567,12 @@ static const QDotTable vnni_table = { "vnni", q8_vnni, q4_vnni, q8_vnni2, q4_vnn
 static gpointer
 choose_table (gpointer unused)
 {
-  const char *isa = g3n_kernels_isa (); /* honours G3N_KERNEL */
+  G3nIsa isa = g3n_cpu_isa (); /* honours G3N_KERNEL */
   const QDotTable *t = &portable_table;
 #ifdef G3N_X86
-  __builtin_cpu_init ();
-  gboolean vnni = __builtin_cpu_supports ("avx512vnni") && __builtin_cpu_supports ("avx512bw")
-                  && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512dq");
-  if (g_str_equal (isa, "avx512"))
-    t = vnni ? &vnni_table : &avx2_table;
-  else if (g_str_equal (isa, "avx2"))
+  if (isa == G3N_ISA_AVX512)
+    t = g3n_cpu_has (G3N_CPU_NEEDS_VNNI) ? &vnni_table : &avx2_table;
+  else if (isa == G3N_ISA_AVX2)
     t = &avx2_table;
 #endif
   return (gpointer) t;

@@ -47,10 +47,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
+#include "cpu.h"
+#ifdef G3N_X86
 #include <immintrin.h>
 #include "transpose.h"
-#define G3N_X86 1
 #endif
 
 /* Blocks per K block: the repacked weight tile is RT·KCB·32 codes (AVX-512: 32 rows, 16 KiB), in L1
@@ -155,7 +155,7 @@ static const QKernel portable_kernel = { PRT, PMT, 1, 0, 0, prep_portable, tile_
 #ifdef G3N_X86
 /* ------------------------------------------------------------------------------- AVX-512 VNNI */
 
-#define VNNI_TARGET "avx512f,avx512bw,avx512vl,avx512vnni,avx512dq"
+#define VNNI_TARGET G3N_TARGET_VNNI
 /* 2 vectors of 16 rows × 6 tokens: 12 int32 block sums + 12 fp32 sums + 2 weight vectors + a broadcast
  * in the 32 zmm registers. Two weight loads and six 4-byte broadcasts feed 12 vpdpbusd. */
 #define VRV 2
@@ -303,7 +303,7 @@ static const QKernel vnni_kernel = { VRT, VMT, 1, 0, 4, prep_vnni, tile_vnni };
 
 /* ----------------------------------------------------------------------------------- AVX2 */
 
-#define AVX2_TARGET "avx2,fma,f16c"
+#define AVX2_TARGET G3N_TARGET_AVX2
 /* 2 vectors of 8 rows × 3 tokens: 6 int32 (or int16) sums + 6 fp32 sums + 2 weight vectors + a broadcast
  * and a product in the 16 ymm registers. */
 #define ARV 2

@@ -17,44 +17,6 @@
 #include <math.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------------------------ fp16 */
-
-guint16
-g3n_f32_to_f16 (float f)
-{
-  guint32 u;
-  memcpy (&u, &f, 4);
-  guint16 sign = (guint16) ((u >> 16) & 0x8000);
-  u &= 0x7fffffff;
-  if (u >= 0x7f800000) /* inf, nan */
-    return sign | 0x7c00 | (u > 0x7f800000 ? 0x200 : 0);
-  if (u >= 0x477ff000) /* rounds past the largest half (65504) */
-    return sign | 0x7c00;
-  if (u < 0x38800000) { /* below 2^-14: a half subnormal, in units of 2^-24 (the scaling is exact) */
-    float a;
-    memcpy (&a, &u, 4);
-    return sign | (guint16) lrintf (a * 16777216.0f);
-  }
-  guint32 r = u + 0xfff + ((u >> 13) & 1); /* round to nearest even at the 13 dropped bits */
-  return sign | (guint16) ((r - (112u << 23)) >> 13);
-}
-
-float
-g3n_f16_to_f32 (guint16 h)
-{
-  /* Exponent and mantissa shifted into place and rebiased by a multiply: handles subnormals too. */
-  guint32 o = (guint32) (h & 0x7fff) << 13;
-  float f;
-  if ((h & 0x7c00) == 0x7c00) {
-    o |= 0x7f800000;
-    memcpy (&f, &o, 4);
-  } else {
-    memcpy (&f, &o, 4);
-    f *= 0x1p112f;
-  }
-  return (h & 0x8000) ? -f : f;
-}
-
 /* -------------------------------------------------------------------------------- layout */
 
 int

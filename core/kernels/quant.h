@@ -41,7 +41,7 @@ typedef void (*G3nQAxpyFn) (int n, const float *a, const guint8 *const *w, const
 typedef void (*G3nQDot2Fn) (const void *w0, const void *w1, const guint16 *wd0, const guint16 *wd1, const gint8 *xq,
                             const float *xd, const float *xs, int nb, float *out0, float *out1);
 
-/* The kernel for `type` on the instruction set the kernels chose (g3n_kernels_isa, G3N_KERNEL); the
+/* The kernel for `type` on the instruction set the kernels chose (g3n_cpu_isa, G3N_KERNEL); the
  * two-row one is NULL where that instruction set has none. */
 G3nQDotFn g3n_qdot_kernel (G3nQuantType type);
 G3nQDot2Fn g3n_qdot2_kernel (G3nQuantType type);
