@@ -1,10 +1,6 @@
 /* cli-forward-mm.c — the audio, vision and multimodal outputs of `gemma3n-cli forward`, named and shaped as
  * in the mm-tiny MANIFEST. */
 #include "cli.h"
-#include "audio-encoder.h"
-#include "audio-features.h"
-#include "model.h"
-#include "vision-encoder.h"
 
 #include <math.h>
 #include <string.h>
@@ -199,11 +195,11 @@ static gboolean
 forward_multimodal (G3nModel *m, const int32_t *ids, int T, Towers *tw, int n_generate, G3nKvType kv_type,
                     G3nCliOutputs *o, GError **error)
 {
-  const G3nConfig *c = m->config;
+  const int32_t image_token = g3n_model_image_token (m), audio_token = g3n_model_audio_token (m);
   int H = g3n_model_n_embd (m), V = g3n_model_n_vocab (m), ni = 0, na = 0;
   for (int i = 0; i < T; i++) {
-    ni += ids[i] == c->image_token_id;
-    na += ids[i] == c->audio_token_id;
+    ni += ids[i] == image_token;
+    na += ids[i] == audio_token;
   }
   if (ni != tw->n_image_soft || na != tw->n_audio_soft) {
     g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
@@ -216,9 +212,9 @@ forward_multimodal (G3nModel *m, const int32_t *ids, int T, Towers *tw, int n_ge
   if (!g3n_model_embed_tokens (m, ids, T, emb, error))
     return FALSE;
   for (int i = 0, a = 0, v = 0; i < T; i++) {
-    if (ids[i] == c->image_token_id)
+    if (ids[i] == image_token)
       memcpy (emb + (gsize) i * H, tw->image_soft + (gsize) v++ * H, sizeof (float) * H);
-    else if (ids[i] == c->audio_token_id)
+    else if (ids[i] == audio_token)
       memcpy (emb + (gsize) i * H, tw->audio_soft + (gsize) a++ * H, sizeof (float) * H);
   }
   float *logits = g_new (float, (gsize) T * V);

@@ -1,7 +1,6 @@
 /* cli-forward.c — `gemma3n-cli forward`: reads input tensors by the fixtures' names, writes every output it
  * can compute under the names and shapes of the fixtures' MANIFEST.md files. */
 #include "cli.h"
-#include "safetensors.h"
 
 #include <string.h>
 

@@ -1,7 +1,5 @@
 /* cli-vision.c — `gemma3n-cli preprocess`: an image file into pixel_values, as Gemma3nProcessor makes them. */
 #include "cli.h"
-#include "image-preprocess.h"
-#include "safetensors.h"
 
 #include <stdio.h>
 

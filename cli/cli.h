@@ -3,7 +3,6 @@
 #define G3N_CLI_H
 
 #include "gemma3n.h"
-#include "safetensors.h"
 
 /* Each command parses its own options from argv (argv[0] is the command name) and returns the exit code. */
 int g3n_cli_forward (int argc, char **argv);

@@ -566,3 +566,59 @@ g3n_model_decode_bytes_per_token (const G3nModel *m)
   }
   return (gsize) total;
 }
+
+/* ---------------------------------------------------------------- what callers read of the config */
+
+int
+g3n_model_n_vocab_per_layer (const G3nModel *m)
+{
+  return m->config->text.vocab_size_per_layer_input;
+}
+
+gboolean
+g3n_model_has_audio_tower (const G3nModel *m)
+{
+  return m->config->audio.present;
+}
+
+gboolean
+g3n_model_has_vision_tower (const G3nModel *m)
+{
+  return m->config->vision.present;
+}
+
+gboolean
+g3n_model_has_audio_embedder (const G3nModel *m)
+{
+  return m->embed_audio.present;
+}
+
+gboolean
+g3n_model_has_vision_embedder (const G3nModel *m)
+{
+  return m->embed_vision.present;
+}
+
+int32_t
+g3n_model_image_token (const G3nModel *m)
+{
+  return m->config->image_token_id;
+}
+
+int32_t
+g3n_model_audio_token (const G3nModel *m)
+{
+  return m->config->audio_token_id;
+}
+
+int
+g3n_model_image_soft_tokens (const G3nModel *m)
+{
+  return m->config->vision_soft_tokens_per_image;
+}
+
+int
+g3n_model_audio_soft_tokens (const G3nModel *m)
+{
+  return m->config->audio_soft_tokens_per_image;
+}

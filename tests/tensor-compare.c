@@ -8,7 +8,7 @@
  * integer tensors (and TOL "exact") must be identical. Shapes must match. Prints one line per tensor and
  * "N passed, M failed"; exits 1 if any failed.
  */
-#include "safetensors.h"
+#include "gemma3n.h"
 
 #include <math.h>
 #include <stdio.h>

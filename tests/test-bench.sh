@@ -123,15 +123,15 @@ for test in pp8 tg4; do
   rows=$((rows + 1))
 done
 
-# tools/quant-accuracy: one table row per comparison, and a missing model folder refused
-acc=$("$builddir/tools/quant-accuracy" "$model" 8) || fail "quant-accuracy exited with an error"
+# tests/bench/quant-accuracy: one table row per comparison, and a missing model folder refused
+acc=$("$builddir/tests/bench/quant-accuracy" "$model" 8) || fail "quant-accuracy exited with an error"
 runs=$((runs + 1))
 for row in "fp32, token by token" "bf16 activations" "q8_0" "q4_0"; do
   printf '%s\n' "$acc" | grep -q "^| $row | .*/8 " || fail "quant-accuracy has no '$row' row"
   rows=$((rows + 1))
 done
 echo "ok: quant-accuracy reports its four rows"
-refused "quant-accuracy on a missing model folder" "$builddir/tools/quant-accuracy" "$srcdir/tests/data/no-such-model" 8
+refused "quant-accuracy on a missing model folder" "$builddir/tests/bench/quant-accuracy" "$srcdir/tests/data/no-such-model" 8
 
 # what this script verifies when every part ran: 9 runs (7 JSON, 1 table, quant-accuracy), 9 + 4 + 4 + 1 +
 # 2 + 2 + 3 + 3 + 1 = 29 JSON fields and comparisons, 2 + 4 table rows, 3 refusals

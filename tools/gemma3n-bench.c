@@ -20,8 +20,7 @@
  */
 #include "config.h"
 
-#include "audio-encoder.h"
-#include "vision-encoder.h"
+#include "gemma3n.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -121,7 +120,7 @@ peak_rss_bytes (void)
 static void
 random_ids (GRand *rng, const G3nModel *model, int32_t *ids, int n)
 {
-  int hi = MIN (g3n_model_n_vocab (model), model->config->text.vocab_size_per_layer_input);
+  int hi = MIN (g3n_model_n_vocab (model), g3n_model_n_vocab_per_layer (model));
   for (int i = 0; i < n; i++)
     ids[i] = (int32_t) g_rand_int_range (rng, MIN (4, hi - 1), hi);
 }
@@ -272,7 +271,7 @@ bench_audio (G3nModel *model, const Options *o, GRand *rng, GPtrArray *results, 
   g_autofree float *feat = g_new (float, (gsize) MAX (T, 1) * MAX (F, 1));
   g_autofree guint8 *mask = g_new (guint8, MAX (T, 1));
   g_autofree float *embeds = g_new (float, (gsize) MAX (n_tok, 1) * g3n_model_n_embd (model));
-  G3nAudioEncodeOutputs out = { .embeds = model->embed_audio.present ? embeds : NULL };
+  G3nAudioEncodeOutputs out = { .embeds = g3n_model_has_audio_embedder (model) ? embeds : NULL };
   g_autofree char *name = g_strdup_printf ("audio %gs", o->audio_seconds);
   Result *res = result_new (results, name, "s/s", FALSE);
   for (int r = 0; ok && r <= o->reps; r++) { /* r = 0 warms up */
@@ -309,7 +308,7 @@ bench_vision (G3nModel *model, const Options *o, GRand *rng, GPtrArray *results,
   gboolean ok = TRUE;
   for (int r = 0; ok && r <= o->reps; r++) { /* r = 0 warms up */
     double t0 = now_s ();
-    ok = g3n_vision_encoder_encode (enc, NULL, pv, tower, model->embed_vision.present ? embeds : NULL, NULL, error);
+    ok = g3n_vision_encoder_encode (enc, NULL, pv, tower, g3n_model_has_vision_embedder (model) ? embeds : NULL, NULL, error);
     double v = (now_s () - t0) * 1000;
     if (ok && r > 0) {
       g_array_append_val (res->values, v);

@@ -15,7 +15,7 @@
 #include "gemma3n.h"
 #include "kernels/kernels.h"     /* g3n_kernels_set_bf16_activations */
 #include "model.h"               /* g3n_model_quantize */
-#include "../tests/test-util.h" /* logit_diff */
+#include "../test-util.h"       /* logit_diff */
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -30,6 +30,96 @@ typedef enum {
   G3N_ERROR_UNSUPPORTED,      /* a valid input this build cannot handle */
 } G3nErrorCode;
 
+/* ---------------------------------------------------------------- build */
+
+/* The kernel set this process runs: "avx512", "avx2" or "portable", the best the CPU has (chosen at first
+ * use). The environment variable G3N_KERNEL asks for one (for tests); a set the CPU lacks is not taken. */
+const char *g3n_kernels_isa (void);
+
+/* ---------------------------------------------------------------- tensor files */
+
+/* safetensors files (a JSON header, then the raw little-endian tensors), for the inputs and outputs of tools
+ * and tests; checkpoints are read by g3n_model_load. A file opened for reading is mapped read-only with every
+ * header entry validated at open (dtype, shape, offsets inside the file, no two tensors sharing bytes). */
+typedef enum {
+  G3N_DTYPE_F32,
+  G3N_DTYPE_F16,
+  G3N_DTYPE_BF16,
+  G3N_DTYPE_F64,
+  G3N_DTYPE_I64,
+  G3N_DTYPE_I32,
+  G3N_DTYPE_I16,
+  G3N_DTYPE_I8,
+  G3N_DTYPE_U8,
+  G3N_DTYPE_BOOL,
+  G3N_N_DTYPES
+} G3nDType;
+
+#define G3N_MAX_DIMS 8
+
+/* One tensor: its bytes live in a mapped file (or, for tensors to be written, in the caller's memory). */
+typedef struct {
+  const char *name;
+  G3nDType dtype;
+  int ndim;
+  int64_t shape[G3N_MAX_DIMS];
+  const void *data;
+  size_t nbytes;    /* set by reading; writing computes it from dtype and shape */
+  const char *path; /* the file it was read from, for error messages */
+} G3nTensor;
+
+/* Bytes of one element; the file's name of the type ("F32", "BF16", "I64", "U8", "BOOL", ...). */
+gsize g3n_dtype_size (G3nDType dtype);
+const char *g3n_dtype_name (G3nDType dtype);
+int64_t g3n_tensor_numel (const G3nTensor *t);
+/* "[2, 3, 4]" — for error messages; the caller frees it. */
+char *g3n_shape_to_string (int ndim, const int64_t *shape);
+
+typedef struct _G3nSafetensors G3nSafetensors;
+
+G3nSafetensors *g3n_safetensors_open (const char *path, GError **error);
+/* The tensors (and their data) belong to the file: valid until it is freed. */
+void g3n_safetensors_free (G3nSafetensors *st);
+guint g3n_safetensors_count (const G3nSafetensors *st);
+const G3nTensor *g3n_safetensors_nth (const G3nSafetensors *st, guint i);
+/* NULL when the file has no tensor of that name. */
+const G3nTensor *g3n_safetensors_find (const G3nSafetensors *st, const char *name);
+const char *g3n_safetensors_path (const G3nSafetensors *st);
+/* A string of the header's "__metadata__" map; NULL when absent (or not a string). */
+const char *g3n_safetensors_metadata (const G3nSafetensors *st, const char *key);
+
+/* Writes tensors (name, dtype, ndim, shape, data) to a new safetensors file. Tensors are laid out widest
+ * element type first, in the given order within a type, from a 64-byte aligned data region. */
+gboolean g3n_safetensors_write (const char *path, const G3nTensor *tensors, guint n_tensors, GError **error);
+/* The same with a "__metadata__" map: metadata holds key, value, key, value, …, NULL (NULL for none). */
+gboolean g3n_safetensors_write_with_metadata (const char *path, const G3nTensor *tensors, guint n_tensors,
+                                              const char *const *metadata, GError **error);
+
+/* ---------------------------------------------------------------- random checkpoints */
+
+/* A checkpoint of real shapes with random weights, for benchmarks and memory checks (the real weights cannot
+ * be redistributed or fetched offline): config.json as given, the processor and generation configs of
+ * Google's release, and every tensor the text decoder and both towers bind, under the release's names, as
+ * BF16 sharded safetensors with model.safetensors.index.json. Values are seeded normals scaled so activations
+ * stay finite (norm weights near 1, matrices ~ N(0, 1/fan_in)); each tensor's values depend only on the seed
+ * and its name, so the result does not depend on the shard size. Memory stays flat whatever the size: each
+ * tensor is generated and written in fixed chunks. */
+
+/* Progress of g3n_random_checkpoint_write: called once the tensors are planned (shards_done = 0), then after
+ * each shard is written. */
+typedef void (*G3nCheckpointProgressFunc) (int shards_done, int n_shards, guint n_tensors, guint64 total_bytes,
+                                           gpointer user_data);
+
+/* The config.json of Google's release of "e2b" or "e4b" (google/gemma-3n-E2B-it / -E4B-it, case-insensitive);
+ * NULL for another name. The caller frees it. */
+char *g3n_random_checkpoint_release_config (const char *name);
+/* Writes the checkpoint of config_json (the text of a Gemma 3n config.json) into dir (created if needed),
+ * in shards of at most max_shard_bytes (a bigger tensor gets one to itself; 0: 2 GB). `progress` may be NULL.
+ * The result loads with g3n_model_load and the towers' encoders. */
+gboolean g3n_random_checkpoint_write (const char *dir, const char *config_json, guint64 seed,
+                                      guint64 max_shard_bytes, G3nCheckpointProgressFunc progress,
+                                      gpointer user_data, GError **error);
+
 /* ---------------------------------------------------------------- model */
 
 /* Storage of the text decoder's large matrices. Q8_0: blocks of 32 weights along a row, one fp16 scale and
@@ -98,6 +188,24 @@ int g3n_model_n_embd_per_layer (const G3nModel *model);
 int g3n_model_bos_token (const G3nModel *model);
 /* Whether `token` ends generation (config eos_token_id, which may list several ids). */
 gboolean g3n_model_is_eos (const G3nModel *model, int32_t token);
+/* Ids at and above this are multimodal (vision and audio vocabularies); below it, text (config
+ * text_config.vocab_size_per_layer_input: the per-layer embeddings' rows). */
+int g3n_model_n_vocab_per_layer (const G3nModel *model);
+/* Whether config.json describes an audio / vision tower (g3n_audio_encoder_new / g3n_vision_encoder_new then
+ * bind its weights, and report what the checkpoint lacks). */
+gboolean g3n_model_has_audio_tower (const G3nModel *model);
+gboolean g3n_model_has_vision_tower (const G3nModel *model);
+/* Whether the checkpoint has embed_audio / embed_vision: the projection of the towers' outputs into soft
+ * tokens of the text model (the encoders' embeds outputs), and the hard embeddings of that vocabulary. */
+gboolean g3n_model_has_audio_embedder (const G3nModel *model);
+gboolean g3n_model_has_vision_embedder (const G3nModel *model);
+/* The placeholder ids a prompt holds, one per soft token, where image / audio soft tokens go (config
+ * image_token_id / audio_token_id), and how many soft tokens one image / one audio clip takes (config
+ * vision_soft_tokens_per_image / audio_soft_tokens_per_image). */
+int32_t g3n_model_image_token (const G3nModel *model);
+int32_t g3n_model_audio_token (const G3nModel *model);
+int g3n_model_image_soft_tokens (const G3nModel *model);
+int g3n_model_audio_soft_tokens (const G3nModel *model);
 
 /* Writes the decoder input embedding of each id ([n, n_embd]): scaled text embeddings, or for ids in the
  * vision/audio vocabulary ranges the multimodal embedders' hard embeddings, as Gemma3nModel does. */
