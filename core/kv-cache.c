@@ -149,18 +149,23 @@ move_rows (G3nKvLayer *kv, int to, int from, int n)
 }
 
 void
-g3n_kv_layer_trim (G3nKvLayer *kv)
+g3n_kv_layer_trim (G3nKvLayer *kv, int keep_from)
 {
   int keep = kv->window - 1;
   if (kv->window <= 0 || kv->len <= keep)
     return;
-  int drop = kv->len - keep;
-  move_rows (kv, 0, drop, keep);
+  int first = kv->pos0 + kv->len - keep; /* the oldest row a future query can attend to */
+  if (keep_from >= 0)
+    first = MIN (first, keep_from - keep); /* and the window the position keep_from sees */
+  int drop = first - kv->pos0;
+  if (drop <= 0)
+    return;
+  move_rows (kv, 0, drop, kv->len - drop);
   kv->pos0 += drop;
-  kv->len = keep;
+  kv->len -= drop;
   /* Give back what a long prefill batch made the buffer grow to. */
-  if (kv->cap > 4 * MAX (keep, 16))
-    resize (kv, MAX (keep, 16));
+  if (kv->cap > 4 * MAX (kv->len, 16))
+    resize (kv, MAX (kv->len, 16));
 }
 
 void

@@ -29,8 +29,9 @@ void g3n_kv_layer_clear (G3nKvLayer *kv);
 void g3n_kv_layer_append (G3nKvLayer *kv, const float *k, const float *v, int n);
 /* The same from rows of any float dtype (a session file's), converted to the cache's. */
 void g3n_kv_layer_append_as (G3nKvLayer *kv, G3nDType dtype, const void *k, const void *v, int n);
-/* Drops what no future query of a sliding layer can attend to. */
-void g3n_kv_layer_trim (G3nKvLayer *kv);
+/* Drops what no future query of a sliding layer can attend to, keeping also the window of position
+ * keep_from and every row after it (-1: no such position). */
+void g3n_kv_layer_trim (G3nKvLayer *kv, int keep_from);
 /* Forgets all rows; the next append starts at position `pos`. */
 void g3n_kv_layer_reset (G3nKvLayer *kv, int pos);
 gsize g3n_kv_layer_bytes (const G3nKvLayer *kv);
@@ -50,6 +51,9 @@ void g3n_kv_layer_remove (G3nKvLayer *kv, int begin, int end, int *first_moved, 
 typedef struct _G3nContext G3nContext;
 /* The cache of one layer of a context (NULL for KV-shared layers): for tests and session files. */
 G3nKvLayer *g3n_context_kv_layer (G3nContext *ctx, int layer);
+/* Until pos is set back to -1, sliding layers keep every row from pos - (window - 1) on, so that removing
+ * positions [pos, n_past) later (a discarded turn) leaves every layer as it was at pos. */
+void g3n_context_keep_from (G3nContext *ctx, int pos);
 /* After the caches were filled by hand (a restored session). */
 void g3n_context_set_n_past (G3nContext *ctx, int n_past);
 

@@ -358,6 +358,8 @@ open_user_turn (G3nSession *s, GError **error)
   s->mark_had_user_turn = s->had_user_turn;
   Exchange e = { g3n_context_n_past (s->ctx), g3n_context_n_past (s->ctx) };
   g_array_append_val (s->exchanges, e);
+  /* until the turn closes it may be discarded: the sliding layers keep what they had at its start */
+  g3n_context_keep_from (s->ctx, e.begin);
   g_string_truncate (s->tail, 0);
   if (!s->started)
     g_string_append (s->tail, g3n_chat_format_bos (s->fmt));
@@ -490,6 +492,7 @@ discard_turn (G3nSession *s)
     Exchange open = g_array_index (s->exchanges, Exchange, s->exchanges->len - 1);
     if (open.end > open.begin)
       g3n_context_remove (s->ctx, open.begin, open.end, NULL);
+    g3n_context_keep_from (s->ctx, -1);
     g_array_set_size (s->exchanges, s->exchanges->len - 1);
     s->started = s->mark_started;
     s->had_user_turn = s->mark_had_user_turn;
@@ -722,10 +725,25 @@ g3n_session_begin_audio (G3nSession *s, GError **error)
   return ok;
 }
 
+/* Prefills what the clip made final. A cancelled audio call discards its turn (the clip cannot be completed,
+ * whichever of its encoding or its prefill was cancelled). The caller holds the audio lock. */
+static gboolean
+prefill_clip (G3nSession *s, GError **error)
+{
+  GError *own = NULL;
+  if (prefill_if_free (s, &own))
+    return TRUE;
+  if (g_error_matches (own, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    abandon_clip (s);
+  g_propagate_error (error, own);
+  return FALSE;
+}
+
 gboolean
 g3n_session_push_audio (G3nSession *s, const float *pcm, gsize n_samples, GError **error)
 {
   g_mutex_lock (&s->audio_lock);
+  GError *own = NULL;
   gboolean ok = check_clip_open (s, TRUE, error);
   if (ok) {
     gsize max = g3n_audio_features_max_samples (s->fx);
@@ -733,13 +751,15 @@ g3n_session_push_audio (G3nSession *s, const float *pcm, gsize n_samples, GError
     G3nComputeParams c = compute_params (s);
     g3n_audio_stream_set_compute (s->astream, &c);
     /* features and conformer run here, on the feeder's thread, holding nothing */
-    ok = n == 0 || g3n_audio_stream_push (s->astream, pcm, n, error);
+    ok = n == 0 || g3n_audio_stream_push (s->astream, pcm, n, &own);
     compute_clear (&c);
     s->audio_samples += n;
-    if (!ok && error && *error && g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-      abandon_clip (s);
+    if (!ok && g_error_matches (own, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+      abandon_clip (s); /* the stream abandoned the clip */
+    if (!ok)
+      g_propagate_error (error, own);
+    ok = ok && prefill_clip (s, error);
   }
-  ok = ok && prefill_if_free (s, error);
   g_mutex_unlock (&s->audio_lock);
   return ok;
 }
@@ -756,7 +776,7 @@ g3n_session_push_audio_embeddings (G3nSession *s, const float *embeds, int n, GE
   }
   if (ok)
     append_audio_rows (s, embeds, NULL, n);
-  ok = ok && prefill_if_free (s, error);
+  ok = ok && prefill_clip (s, error);
   g_mutex_unlock (&s->audio_lock);
   return ok;
 }
@@ -792,7 +812,8 @@ g3n_session_end_audio (G3nSession *s, GError **error)
   }
   if (!ok)
     abandon_clip (s); /* cancelled or empty: the clip cannot be completed */
-  ok = ok && prefill_if_free (s, error);
+  else
+    ok = prefill_clip (s, error);
   g_mutex_unlock (&s->audio_lock);
   return ok;
 }
@@ -856,6 +877,7 @@ close_turn (G3nSession *s, const char *closing, float *logits, GError **error)
     return FALSE;
   }
   s->user_turn_open = FALSE;
+  g3n_context_keep_from (s->ctx, -1);
   return TRUE;
 }
 

@@ -23,6 +23,7 @@ struct _G3nContext {
   int n_past;
   G3nKvType kv_type;
   int n_threads;        /* the context's budget for its products (g3n_kernels_push_threads) */
+  int keep_from;        /* sliding layers keep this position's window (g3n_context_keep_from); -1: none */
   G3nKvLayer *kv;       /* per layer; used only by layers that compute their own keys/values */
   float *inv_freq[2];   /* RoPE inverse frequencies [head_dim / 2] of the global [0] and local [1] layers */
 };
@@ -793,7 +794,7 @@ g3n_context_decode (G3nContext *ctx, const G3nBatch *b, GError **error)
     return !g3n_check_cancelled (b->cancellable, "decoding", error);
   }
   for (int layer = 0; layer < c->num_hidden_layers; layer++)
-    g3n_kv_layer_trim (&ctx->kv[layer]);
+    g3n_kv_layer_trim (&ctx->kv[layer], ctx->keep_from);
   return TRUE;
 }
 
@@ -823,6 +824,7 @@ g3n_context_new (G3nModel *model, const G3nContextParams *params, GError **error
   ctx->n_ctx = p.n_ctx ? p.n_ctx : c->max_position_embeddings;
   ctx->kv_type = p.kv_type;
   ctx->n_threads = p.n_threads;
+  ctx->keep_from = -1;
   G3nDType dtype = p.kv_type == G3N_KV_F16 ? G3N_DTYPE_F16 : p.kv_type == G3N_KV_BF16 ? G3N_DTYPE_BF16 : G3N_DTYPE_F32;
   ctx->kv = g_new0 (G3nKvLayer, c->num_hidden_layers);
   for (int i = 0; i < c->num_hidden_layers; i++)
@@ -871,6 +873,7 @@ g3n_context_reset (G3nContext *ctx)
   for (int i = 0; i < ctx->model->config->text.num_hidden_layers; i++)
     g3n_kv_layer_reset (&ctx->kv[i], 0);
   ctx->n_past = 0;
+  ctx->keep_from = -1;
 }
 
 gboolean
@@ -902,7 +905,15 @@ g3n_context_remove (G3nContext *ctx, int begin, int end, GError **error)
     }
   }
   ctx->n_past -= delta;
+  if (ctx->keep_from >= begin) /* the kept position moves with the rows after the cut */
+    ctx->keep_from = ctx->keep_from >= end ? ctx->keep_from - delta : begin;
   return TRUE;
+}
+
+void
+g3n_context_keep_from (G3nContext *ctx, int pos)
+{
+  ctx->keep_from = pos;
 }
 
 void
