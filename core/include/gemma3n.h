@@ -4,7 +4,34 @@
  * unmodified Hugging Face checkpoints: a folder with config.json and *.safetensors, memory-mapped.
  *
  * Conventions: opaque handles, parameter structs with *_default_params(), failures reported through GError
- * (domain G3N_ERROR) with a message naming the file, tensor or value at fault. No global state.
+ * (domain G3N_ERROR) with a message naming the file, tensor or value at fault. No global state: a loaded
+ * model is read-only and shared by reference; every user of it (session, context, encoder call) brings its
+ * own thread budget and cancellable and may run on its own thread at the same time as the others.
+ *
+ * A live conversation with audio streamed in as it arrives (error checks left out):
+ *
+ *   G3nModelParams mp = g3n_model_default_params ();
+ *   mp.quant = G3N_QUANT_Q8_0;                      // converted once, inside load
+ *   G3nModel *model = g3n_model_load_with_params (dir, &mp, &error);
+ *   g_autofree char *tok_path = g_build_filename (dir, "tokenizer.json", NULL);
+ *   G3nTokenizer *tok = g3n_tokenizer_new_from_file (tok_path, &error);
+ *   G3nChatFormat *fmt = g3n_chat_format_load (dir, &error);
+ *   G3nSessionParams sp = g3n_session_default_params ();
+ *   sp.n_threads = 4;
+ *   G3nSession *s = g3n_session_new (model, tok, fmt, &sp, &error);
+ *   g3n_session_set_cancellable (s, cancellable);   // g_cancellable_cancel() from any thread stops it
+ *
+ *   g3n_session_add_text (s, "Transcribe this:", &error);
+ *   g3n_session_begin_audio (s, &error);
+ *   while ((n = next_pcm (pcm, 1600)) > 0)          // 16 kHz mono float, pieces of any size:
+ *     g3n_session_push_audio (s, pcm, n, &error);   // encoded and prefilled while the speech arrives
+ *   g3n_session_end_audio (s, &error);
+ *   G3nSamplerParams greedy = g3n_sampler_greedy_params ();
+ *   G3nSampler *sampler = g3n_sampler_new (&greedy);
+ *   g3n_session_generate (s, sampler, 128, on_token, user_data, NULL, &error);  // on_token gets the text
+ *
+ *   g3n_sampler_free (sampler); g3n_session_free (s); g3n_chat_format_free (fmt);
+ *   g3n_tokenizer_free (tok); g3n_model_unref (model);
  */
 #ifndef GEMMA3N_H
 #define GEMMA3N_H

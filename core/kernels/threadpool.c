@@ -34,6 +34,7 @@ typedef struct {
   Region *oldest, *newest;
   guint64 generation;     /* atomic: counts regions opened, so spinning workers see new work */
   int n_workers;
+  int wanted;             /* workers the open regions could use at once: the sum of their parts - 1 */
 } Pool;
 
 static Pool pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
@@ -161,12 +162,13 @@ worker_main (void *unused)
   return NULL;
 }
 
-/* Under pool.lock: enough workers that a region of `threads` parts can run all its parts at once. Workers
- * are never stopped; the pool grows to the largest budget any user asked for. */
+/* Under pool.lock: enough workers that every open region can run all its parts at once, so each user gets
+ * its whole budget however many others compute. Workers are never stopped: the pool grows to the largest
+ * demand there was at one time. */
 static void
-grow_locked (int threads)
+grow_locked (void)
 {
-  while (pool.n_workers < threads - 1) {
+  while (pool.n_workers < pool.wanted) {
     pthread_t t;
     if (pthread_create (&t, NULL, worker_main, NULL) != 0)
       break; /* fewer workers: the callers run more parts themselves */
@@ -186,7 +188,8 @@ g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data)
   }
   Region r = { .n = n, .parts = parts, .fn = fn, .data = data };
   pthread_mutex_lock (&pool.lock);
-  grow_locked (threads);
+  pool.wanted += parts - 1;
+  grow_locked ();
   r.older = pool.newest;
   if (pool.newest)
     pool.newest->newer = &r;
@@ -204,6 +207,7 @@ g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data)
   }
   pthread_mutex_lock (&pool.lock);
   unlink_region (&r);
+  pool.wanted -= parts - 1;
   pthread_mutex_unlock (&pool.lock);
 
   for (int i = 0; i < SPIN && __atomic_load_n (&r.parts_done, __ATOMIC_ACQUIRE) < parts; i++)
