@@ -315,17 +315,14 @@ overlap (const Job *a, const Job *b)
   return MAX (0, MIN (a->t1, b->t1) - MAX (a->t0, b->t0));
 }
 
+/* Each job alone, one after another, then all three at once on their own threads; wall times of both. */
 static void
-test_concurrency (void)
+run_round (Job *alone, Job *together, double *sum_alone, double *wall)
 {
-  g_autofree char *p1 = long_text (120), *p2 = long_text (150);
-  Job alone[3] = { { .name = "session A", .prompt = p1 }, { .name = "session B", .prompt = p2 },
-                   { .name = "audio encoder" } };
-  Job together[3] = { alone[0], alone[1], alone[2] };
-  double sum_alone = 0;
+  *sum_alone = 0;
   for (int i = 0; i < 3; i++) {
     run_job (&alone[i]);
-    sum_alone += alone[i].t1 - alone[i].t0;
+    *sum_alone += alone[i].t1 - alone[i].t0;
   }
   GThread *threads[3];
   for (int i = 0; i < 3; i++)
@@ -334,33 +331,52 @@ test_concurrency (void)
     g_thread_join (threads[i]);
   double t0 = MIN (MIN (together[0].t0, together[1].t0), together[2].t0);
   double t1 = MAX (MAX (together[0].t1, together[1].t1), together[2].t1);
-  double wall = t1 - t0;
+  *wall = t1 - t0;
+}
+
+static void
+test_concurrency (void)
+{
+  g_autofree char *p1 = long_text (120), *p2 = long_text (150);
+  const Job jobs[3] = { { .name = "session A", .prompt = p1 }, { .name = "session B", .prompt = p2 },
+                        { .name = "audio encoder" } };
+  /* Two rounds: the throughput compares the better of each (other tests may share the machine). */
+  double best_alone = G_MAXDOUBLE, best_wall = G_MAXDOUBLE;
   gboolean same = TRUE, overlapping = TRUE;
-  for (int i = 0; i < 3; i++) {
-    same = same && same_result (&alone[i], &together[i]);
-    for (int k = i + 1; k < 3; k++) {
-      double shorter = MIN (together[i].t1 - together[i].t0, together[k].t1 - together[k].t0);
-      overlapping = overlapping && overlap (&together[i], &together[k]) >= 0.5 * shorter;
+  for (int round = 0; round < 2; round++) {
+    Job alone[3] = { jobs[0], jobs[1], jobs[2] }, together[3] = { jobs[0], jobs[1], jobs[2] };
+    double sum_alone, wall;
+    run_round (alone, together, &sum_alone, &wall);
+    best_alone = MIN (best_alone, sum_alone);
+    best_wall = MIN (best_wall, wall);
+    double t0 = MIN (MIN (together[0].t0, together[1].t0), together[2].t0);
+    for (int i = 0; i < 3; i++) {
+      same = same && same_result (&alone[i], &together[i]);
+      for (int k = i + 1; k < 3; k++) {
+        double shorter = MIN (together[i].t1 - together[i].t0, together[k].t1 - together[k].t0);
+        overlapping = overlapping && overlap (&together[i], &together[k]) >= 0.5 * shorter;
+      }
+      printf ("     round %d: %-13s alone %.3f s, together %.3f .. %.3f s\n", round + 1, alone[i].name,
+              alone[i].t1 - alone[i].t0, together[i].t0 - t0, together[i].t1 - t0);
     }
+    if (round == 0)
+      check (alone[0].answer.tokens->len == SESSION_TOKENS && alone[1].answer.tokens->len == SESSION_TOKENS,
+             "concurrency: each session answered its %d tokens", SESSION_TOKENS);
+    for (int i = 0; i < 3; i++)
+      job_clear (&alone[i]), job_clear (&together[i]);
   }
-  check (same, "concurrency: two sessions (%u and %u greedy tokens) and an audio encoder (%d encodes) on three "
-         "threads give bitwise what each gives alone", alone[0].answer.tokens->len, alone[1].answer.tokens->len,
-         ENCODES);
+  check (same, "concurrency: two sessions (%d greedy tokens each) and an audio encoder (%d encodes) on three "
+         "threads give bitwise what each gives alone (two rounds)", SESSION_TOKENS, ENCODES);
   check (overlapping, "concurrency: they ran at the same time (every pair overlaps for at least half of the "
          "shorter one's run)");
-  for (int i = 0; i < 3; i++)
-    printf ("     %-13s alone %.3f s, together %.3f .. %.3f s\n", alone[i].name, alone[i].t1 - alone[i].t0,
-            together[i].t0 - t0, together[i].t1 - t0);
   /* Budgets of 2 threads each: with 6 cores the three run side by side; with fewer they share the cores and
    * can only match one-after-another (a pool that ran one user at a time, or let users spin against each
    * other, would be slower). */
   int cores = (int) g_get_num_processors ();
   double limit = cores >= 6 ? 0.8 : 1.15;
-  check (wall <= limit * sum_alone, "concurrency: combined throughput %.2fx one-after-another (%.3f s together, "
-         "%.3f s one after another, %d cores; needs >= %.2fx)", sum_alone / wall, wall, sum_alone, cores,
-         1 / limit);
-  for (int i = 0; i < 3; i++)
-    job_clear (&alone[i]), job_clear (&together[i]);
+  check (best_wall <= limit * best_alone, "concurrency: combined throughput %.2fx one-after-another (best of two: "
+         "%.3f s together, %.3f s one after another, %d cores; needs >= %.2fx)", best_alone / best_wall,
+         best_wall, best_alone, cores, 1 / limit);
 }
 
 /* ------------------------------------------------------------------------------ cancellation */

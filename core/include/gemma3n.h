@@ -248,7 +248,7 @@ gboolean g3n_model_check_ids (const G3nModel *model, const int32_t *ids, int n, 
  *
  * Threads: every user of the library has its own thread budget: its matrix products are split into at
  * most n_threads parts, run by the calling thread and the process's shared pool of worker threads (grown
- * to the largest budget asked for). Several users (sessions, encoders, pipelines) on their own threads
+ * so that every user computing at the same time has its whole budget, up to the cores the process may use). Several users (sessions, encoders, pipelines) on their own threads
  * compute at once: none waits for another's products, and each progresses even when every worker is busy
  * elsewhere. Results do not depend on the budget's use by others. The environment variable G3N_THREADS,
  * when set, overrides every budget (for tests and benchmarks).

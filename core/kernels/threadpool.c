@@ -13,7 +13,6 @@
 
 #include <pthread.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #define MAX_THREADS 256
 
@@ -43,11 +42,11 @@ static Pool pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INI
 /* The calling thread's budget (g3n_kernels_push_threads); 0 = none set. */
 static __thread int thread_budget;
 
+/* The cores this process may run on (its CPU affinity, as a container's cpuset limits it). */
 static int
 online_cores (void)
 {
-  long n = sysconf (_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int) MIN (n, MAX_THREADS) : 1;
+  return (int) CLAMP (g_get_num_processors (), 1, MAX_THREADS);
 }
 
 int
@@ -162,13 +161,15 @@ worker_main (void *unused)
   return NULL;
 }
 
-/* Under pool.lock: enough workers that every open region can run all its parts at once, so each user gets
- * its whole budget however many others compute. Workers are never stopped: the pool grows to the largest
- * demand there was at one time. */
+/* Under pool.lock: enough workers that the region just opened can run all its parts at once, and that
+ * every open region can, up to the cores there are: each user gets its whole budget while the machine has
+ * cores for it, and beyond that more threads would only take turns on the same cores (spinning against each
+ * other). Workers are never stopped: the pool keeps the most it needed. */
 static void
-grow_locked (void)
+grow_locked (int parts)
 {
-  while (pool.n_workers < pool.wanted) {
+  int target = MAX (parts - 1, MIN (pool.wanted, online_cores () - 1));
+  while (pool.n_workers < target) {
     pthread_t t;
     if (pthread_create (&t, NULL, worker_main, NULL) != 0)
       break; /* fewer workers: the callers run more parts themselves */
@@ -189,7 +190,7 @@ g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data)
   Region r = { .n = n, .parts = parts, .fn = fn, .data = data };
   pthread_mutex_lock (&pool.lock);
   pool.wanted += parts - 1;
-  grow_locked ();
+  grow_locked (parts);
   r.older = pool.newest;
   if (pool.newest)
     pool.newest->newer = &r;

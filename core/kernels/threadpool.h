@@ -13,7 +13,8 @@ typedef void (*G3nRangeFn) (int begin, int end, gpointer data);
  * (g3n_kernels_threads), on the process's shared kernel pool, and returns when all are done. Several
  * threads may run regions at once: each caller runs parts of its own region itself and idle workers take
  * the rest, so no caller waits for another's region; the pool grows so that every open region can have all
- * its parts running at once (each user gets its whole budget). Results do not depend on which thread runs a range.
+ * its parts running at once, up to the online cores (each user gets its whole budget while there are cores
+ * for it). Results do not depend on which thread runs a range.
  * `grain` is the smallest range worth giving a thread. */
 void g3n_parallel_for (int n, int grain, G3nRangeFn fn, gpointer data);
 
