@@ -937,6 +937,7 @@ struct _G3nAudioStream {
   G3nAudioTokensFunc on_tokens;
   gpointer user_data;
   G3nComputeParams compute;
+  int n_fed_frames;   /* frames of the clip pushed as features (g3n_audio_stream_push_features) */
 };
 
 static void
@@ -1003,6 +1004,7 @@ stream_abandon (G3nAudioStream *s, GError **error)
 void
 g3n_audio_stream_reset (G3nAudioStream *s)
 {
+  s->n_fed_frames = 0;
   s->es->cancelled = TRUE;
   stream_abandon (s, NULL);
 }
@@ -1018,6 +1020,34 @@ g3n_audio_stream_push (G3nAudioStream *s, const float *pcm, gsize n, GError **er
     return FALSE;
   }
   return ok;
+}
+
+gboolean
+g3n_audio_stream_push_features (G3nAudioStream *s, const float *features, const guint8 *mask, int n, GError **error)
+{
+  int F = s->enc->c->input_feat_size;
+  if (g3n_audio_feature_stream_n_samples (s->fs) > 0) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                 "this audio clip is fed with PCM: feature frames cannot be mixed into it");
+    return FALSE;
+  }
+  for (gsize i = 0; i < (gsize) MAX (n, 0) * F; i++)
+    if (!isfinite (features[i])) {
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "audio feature %d of frame %d is not finite",
+                   (int) (i % F), s->n_fed_frames + (int) (i / F));
+      return FALSE;
+    }
+  int prev = g3n_kernels_push_threads (s->compute.n_threads);
+  for (int i = 0; i < n && !s->es->cancelled; i++)
+    stage_push (s->es, 0, features + (gsize) i * F, mask ? !mask[i] : 0);
+  g3n_kernels_pop_threads (prev);
+  s->n_fed_frames += MAX (n, 0);
+  if (s->es->cancelled) {
+    s->n_fed_frames = 0;
+    stream_abandon (s, error);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 /* Every conformer batch streams all weights through the caches once, so tiny batches cost far more per row
@@ -1038,7 +1068,8 @@ g3n_audio_stream_set_compute (G3nAudioStream *s, const G3nComputeParams *compute
 gboolean
 g3n_audio_stream_finish (G3nAudioStream *s, GError **error)
 {
-  gboolean had_frames = g3n_audio_feature_stream_n_samples (s->fs) > 0;
+  gboolean had_frames = g3n_audio_feature_stream_n_samples (s->fs) > 0 || s->n_fed_frames > 0;
+  s->n_fed_frames = 0;
   int prev = g3n_kernels_push_threads (s->compute.n_threads);
   gboolean ok = g3n_audio_feature_stream_finish (s->fs, error);
   ok = ok ? enc_state_finish (s->es, error) : (stream_abandon (s, NULL), FALSE);

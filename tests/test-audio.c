@@ -419,6 +419,73 @@ test_stream (Results *r, G3nSafetensors *st, const G3nAudioFeatures *fx, const G
   encoded_clear (&whole);
 }
 
+/* Frames made by a separate feature stream (the plugin's mel element) and pushed into an audio stream give
+ * the same bits as the audio stream fed the PCM itself. */
+typedef struct {
+  G3nAudioStream *to;
+  gboolean ok;
+  GError *error;
+} FrameFeed;
+
+static void
+feed_frames (const float *features, const guint8 *mask, int first, int n, gpointer user_data)
+{
+  (void) first;
+  FrameFeed *f = user_data;
+  f->ok = f->ok && g3n_audio_stream_push_features (f->to, features, mask, n, &f->error);
+}
+
+static void
+test_stream_frames (Results *r, G3nSafetensors *st, const G3nAudioFeatures *fx, const G3nAudioEncoder *enc)
+{
+  const G3nTensor *w = golden (st, "audio_waveform");
+  if (!w)
+    return;
+  gsize ns = w->shape[0];
+  g_autoptr (GError) e = NULL;
+  Collected by_pcm, by_frames;
+  collected_init (&by_pcm);
+  collected_init (&by_frames);
+  G3nAudioStream *a = g3n_audio_stream_new (fx, enc, NULL, collect_tokens, &by_pcm, &e);
+  G3nAudioStream *b = g3n_audio_stream_new (fx, enc, NULL, collect_tokens, &by_frames, &e);
+  FrameFeed feed = { b, TRUE, NULL };
+  G3nAudioFeatureStream *fs = g3n_audio_feature_stream_new (fx, feed_frames, &feed);
+  gboolean ok = a && b && fs;
+  for (gsize i = 0; ok && i < ns; i += 1000) {
+    gsize n = MIN (1000, ns - i);
+    ok = g3n_audio_stream_push (a, (const float *) w->data + i, n, &e)
+         && g3n_audio_feature_stream_push (fs, (const float *) w->data + i, n, &e);
+  }
+  ok = ok && g3n_audio_stream_finish (a, &e) && g3n_audio_feature_stream_finish (fs, &e) && feed.ok
+       && g3n_audio_stream_finish (b, &e);
+  check (r, ok && by_frames.order_ok && by_pcm.tmask->len > 0 && by_frames.tmask->len == by_pcm.tmask->len
+             && memcmp (by_frames.tower->data, by_pcm.tower->data, by_pcm.tower->len * sizeof (float)) == 0
+             && memcmp (by_frames.embeds->data, by_pcm.embeds->data, by_pcm.embeds->len * sizeof (float)) == 0
+             && memcmp (by_frames.tmask->data, by_pcm.tmask->data, by_pcm.tmask->len) == 0,
+         "stream fed feature frames from a separate feature stream: the same %u tokens, bitwise, as fed the "
+         "PCM%s%s", by_pcm.tmask->len, e || feed.error ? ": " : "", e ? e->message : feed.error ? feed.error->message : "");
+  g_clear_error (&feed.error);
+  g_clear_error (&e);
+  /* A clip fed PCM refuses frames; a non-finite frame is refused; after finish the stream takes a new clip. */
+  float frame[128] = { 0 };
+  ok = g3n_audio_stream_push (a, (const float *) w->data, 1000, NULL);
+  gboolean mixed = g3n_audio_stream_push_features (a, frame, NULL, 1, &e);
+  check (r, ok && !mixed && e && strstr (e->message, "PCM"), "frames into a clip fed PCM refused: %s",
+         e ? e->message : "accepted");
+  g_clear_error (&e);
+  g3n_audio_stream_reset (a);
+  frame[5] = NAN;
+  ok = g3n_audio_stream_push_features (a, frame, NULL, 1, &e);
+  check (r, !ok && e && strstr (e->message, "not finite"), "a non-finite feature frame refused: %s",
+         e ? e->message : "accepted");
+  g_clear_error (&e);
+  g3n_audio_feature_stream_free (fs);
+  g3n_audio_stream_free (a);
+  g3n_audio_stream_free (b);
+  collected_clear (&by_pcm);
+  collected_clear (&by_frames);
+}
+
 /* ---------------------------------------------------------------- bad input */
 
 static long
@@ -620,6 +687,7 @@ main (int argc, char **argv)
   if (enc) {
     test_tower (&r, gold, fx, enc);
     test_stream (&r, gold, fx, enc);
+    test_stream_frames (&r, gold, fx, enc);
     test_bad_input (&r, fx, enc, argv[2]);
   } else {
     check (&r, FALSE, "load model: %s", e->message);

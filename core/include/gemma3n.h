@@ -619,6 +619,13 @@ void g3n_audio_stream_set_min_rows (G3nAudioStream *s, int rows);
 void g3n_audio_stream_set_compute (G3nAudioStream *s, const G3nComputeParams *compute);
 /* Runs on the calling thread (features and conformer); the callbacks are called from it. */
 gboolean g3n_audio_stream_push (G3nAudioStream *s, const float *pcm, gsize n, GError **error);
+/* Feature frames made elsewhere (a G3nAudioFeatureStream in another thread or pipeline element) instead of
+ * PCM: features [n, n_features] with mask [n] (1 = valid frame; NULL = all valid), fed to the conformer as
+ * push feeds the frames it computes, so the tokens are the same bits. A clip is fed either PCM or frames;
+ * its last frames (those g3n_audio_feature_stream_finish emits) must be pushed before finish. Non-finite
+ * values are an error; cancellation as for push. */
+gboolean g3n_audio_stream_push_features (G3nAudioStream *s, const float *features, const guint8 *mask, int n,
+                                         GError **error);
 /* End of clip: pads as a whole clip is padded, emits the remaining frames and tokens, resets for a new clip. */
 gboolean g3n_audio_stream_finish (G3nAudioStream *s, GError **error);
 /* Abandons the clip without emitting anything more (a flush, a seek); the stream is ready for a new one. */
