@@ -1,0 +1,57 @@
+/* gstgemma3nqueue.h — the bounded queue between a heavy element's streaming thread and its worker.
+ *
+ * GStreamer's streaming threads never run the model: an element's chain and event functions only put
+ * buffers and serialized events here, and its worker (a task on the src pad) takes them out in order and
+ * computes. The queue measures what it holds in media time (the DURATION of the buffers) and bounds it:
+ *
+ * - from a non-live source (a file) nothing is lost: a push waits while the queue holds more than its
+ *   limit, so upstream goes at the worker's pace;
+ * - from a live source a push never waits: when the queue holds more than its limit, the oldest speech
+ *   segments the worker has not begun are dropped whole (their START/END events and buffers), each dropped
+ *   buffer replaced by a GAP event of its span so that downstream does not stall; the caller is told what
+ *   was dropped and warns. A segment the worker has begun is never cut, nor anything outside a segment
+ *   (text prompts, caps, tags).
+ *
+ * Items are GstMiniObjects (buffers, events, queries the worker answers) with a tag the caller chooses (the
+ * pad they came from). Flushing empties the queue and makes every push and pop return at once.
+ */
+#ifndef GST_GEMMA3N_QUEUE_H
+#define GST_GEMMA3N_QUEUE_H
+
+#include <gst/gst.h>
+
+G_BEGIN_DECLS
+
+typedef struct _GstGemma3nQueue GstGemma3nQueue;
+
+/* What one push dropped (live sources only). */
+typedef struct {
+  guint segments;         /* whole segments dropped */
+  GstClockTime duration;  /* media time of their buffers */
+  GstClockTime start;     /* PTS of the first dropped buffer, or NONE */
+} GstGemma3nDropped;
+
+/* limit: media time the queue holds before pushes wait (non-live) or segments are dropped (live). */
+GstGemma3nQueue *gst_gemma3n_queue_new (GstClockTime limit);
+void gst_gemma3n_queue_free (GstGemma3nQueue *q);
+void gst_gemma3n_queue_set_limit (GstGemma3nQueue *q, GstClockTime limit);
+
+/* Streaming thread: queues `item` (taking it) with `tag`. Returns FALSE, dropping item, when the queue is
+ * flushing. `dropped` (may be NULL) is filled for a live push that had to drop. */
+gboolean gst_gemma3n_queue_push (GstGemma3nQueue *q, GstMiniObject *item, gpointer tag, gboolean live,
+                                 GstGemma3nDropped *dropped);
+/* Worker: the oldest item (the caller owns it) and its tag, waiting for one; NULL when flushing. The item
+ * counts as in progress until gst_gemma3n_queue_done. */
+GstMiniObject *gst_gemma3n_queue_pop (GstGemma3nQueue *q, gpointer *tag);
+void gst_gemma3n_queue_done (GstGemma3nQueue *q);
+/* Streaming thread (serialized queries, drain): waits until the worker has taken and finished everything
+ * queued before. FALSE when flushing. */
+gboolean gst_gemma3n_queue_wait_empty (GstGemma3nQueue *q);
+/* Flushing drops everything queued and wakes every waiter; pushes and pops fail until it is unset. */
+void gst_gemma3n_queue_set_flushing (GstGemma3nQueue *q, gboolean flushing);
+/* Media time queued now. */
+GstClockTime gst_gemma3n_queue_level (GstGemma3nQueue *q);
+
+G_END_DECLS
+
+#endif
