@@ -382,6 +382,8 @@ reset_timeline (GstGemma3nMel *self)
   if (self->in_segment) {
     finish_stream (self);
     drop_frames (self);
+    if (self->started)
+      self->seg_index++; /* downstream saw its START: the next segment gets a new index */
   }
   self->in_segment = self->started = FALSE;
   self->base = GST_CLOCK_TIME_NONE;
