@@ -603,6 +603,30 @@ GST_START_TEST (test_min_speech)
 }
 GST_END_TEST;
 
+/* A property set during a segment applies from the next one: pause 600 ms for the open one, then 100 ms. */
+GST_START_TEST (test_settings_next_segment)
+{
+  float *a = tone (MS (1000), 0.3, 440);
+  gsize n;
+  float *pcm = concat (&n, a, (gsize) MS (1000), NULL, (gsize) MS (1000), a, (gsize) MS (1000), NULL,
+                       (gsize) MS (1000), NULL, (gsize) 0);
+  Run *run = run_start (NULL);
+  push_all (run, pcm, MS (500), 0);
+  g_object_set (run->h->element, "pause", 100, NULL);
+  push_all (run, pcm + MS (500), n - MS (500), T (MS (500)));
+  push_eos (run);
+  Out *o = parse (run);
+  fail_unless_equals_int (o->segs->len, 2);
+  fail_unless_equals_uint64 (seg (o, 0)->duration, T (MS (1600)));
+  fail_unless_equals_uint64 (seg (o, 1)->start, T (MS (1800)));
+  fail_unless_equals_uint64 (seg (o, 1)->duration, T (MS (200 + 1000 + 100)));
+  out_free (o);
+  run_free (run);
+  g_free (pcm);
+  g_free (a);
+}
+GST_END_TEST;
+
 /* ---------------------------------------------------------------- 5: max-segment */
 
 GST_START_TEST (test_max_segment)
@@ -834,6 +858,28 @@ GST_START_TEST (test_caps_refused)
 }
 GST_END_TEST;
 
+/* Only TIME segments: the samples' times are what every output time is made of. */
+GST_START_TEST (test_segment_format)
+{
+  Run *run = run_new (NULL);
+  gst_harness_push_event (run->h, gst_event_new_caps (gst_caps_from_string (
+                                      "audio/x-raw, format=F32LE, rate=16000, channels=1, layout=interleaved")));
+  GstSegment segment;
+  gst_segment_init (&segment, GST_FORMAT_BYTES);
+  gst_harness_push_event (run->h, gst_event_new_segment (&segment));
+  float pcm[320] = { 0 };
+  fail_if (push_pcm (run, pcm, 320, 0, FALSE) == GST_FLOW_OK);
+  GstMessage *m = gst_bus_pop_filtered (run->bus, GST_MESSAGE_ERROR);
+  fail_unless (m != NULL);
+  GError *err = NULL;
+  gst_message_parse_error (m, &err, NULL);
+  fail_unless (strstr (err->message, "TIME") != NULL, "'%s'", err->message);
+  g_error_free (err);
+  gst_message_unref (m);
+  run_free (run);
+}
+GST_END_TEST;
+
 /* ---------------------------------------------------------------- 11: model */
 
 GST_START_TEST (test_model_property)
@@ -925,6 +971,7 @@ gemma3nmel_suite (void)
   tcase_add_test (tc, test_silence_only);
   tcase_add_test (tc, test_two_segments);
   tcase_add_test (tc, test_min_speech);
+  tcase_add_test (tc, test_settings_next_segment);
   tcase_add_test (tc, test_max_segment);
   tcase_add_test (tc, test_discont);
   tcase_add_test (tc, test_jitter);
@@ -932,6 +979,7 @@ gemma3nmel_suite (void)
   tcase_add_test (tc, test_flush);
   tcase_add_test (tc, test_nonfinite_and_empty);
   tcase_add_test (tc, test_caps_refused);
+  tcase_add_test (tc, test_segment_format);
   tcase_add_test (tc, test_model_property);
   tcase_add_test (tc, test_latency);
   return s;
