@@ -1,7 +1,4 @@
-/* gstgemma3nmel.c — log-mel frames of speech segments: the plugin's segmenter.
- *
- * SPDX-License-Identifier: LGPL-2.1-or-later
- */
+/* gstgemma3nmel.c — log-mel frames of speech segments: the plugin's segmenter. */
 
 /**
  * SECTION:element-gemma3nmel
@@ -21,6 +18,13 @@
  *
  * With #GstGemma3nMel:vad disabled all audio is speech: segments are cut only at max-segment, EOS and
  * discontinuities, so a stream shorter than max-segment is one clip with exactly the whole clip's features.
+ *
+ * Times come from the samples: a buffer without a timestamp continues where the last one ended; a DISCONT
+ * buffer, a timestamp more than 10 ms off, or a GAP event from upstream ends the open segment (reason
+ * "discont") and starts a new timeline. NaN and Inf samples are replaced by 0 (with one warning per stream).
+ * The mel computation is cheap (hundreds of times faster than real time) and runs on the streaming thread.
+ * The latency it adds is one feature window (513 samples, 32 ms); note that a segment's first frames are
+ * held until it has min-speech of speech.
  *
  * The input must be mono F32LE at the model's feature rate (16 kHz): put audioconvert and audioresample in
  * front of it.
