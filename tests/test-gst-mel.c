@@ -824,6 +824,7 @@ check_refused (const char *props, const char *caps, const char *error_names)
   fail_unless (gst_pad_query_accept_caps (sink, c) == (error_names != NULL), "accept-caps of %s", caps);
   gst_object_unref (sink);
   gst_harness_push_event (run->h, gst_event_new_caps (c)); /* a sticky event: stored even when refused */
+  gst_caps_unref (c);
   GstSegment segment;
   gst_segment_init (&segment, GST_FORMAT_TIME);
   gst_harness_push_event (run->h, gst_event_new_segment (&segment));
@@ -862,8 +863,9 @@ GST_END_TEST;
 GST_START_TEST (test_segment_format)
 {
   Run *run = run_new (NULL);
-  gst_harness_push_event (run->h, gst_event_new_caps (gst_caps_from_string (
-                                      "audio/x-raw, format=F32LE, rate=16000, channels=1, layout=interleaved")));
+  GstCaps *caps = gst_caps_from_string ("audio/x-raw, format=F32LE, rate=16000, channels=1, layout=interleaved");
+  gst_harness_push_event (run->h, gst_event_new_caps (caps));
+  gst_caps_unref (caps);
   GstSegment segment;
   gst_segment_init (&segment, GST_FORMAT_BYTES);
   gst_harness_push_event (run->h, gst_event_new_segment (&segment));
