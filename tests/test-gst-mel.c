@@ -153,23 +153,26 @@ push_pcm (Run *run, const float *pcm, gsize n, GstClockTime pts, gboolean discon
 
 /* Pushes pcm starting at `base` in pieces cycling through `sizes`; every third piece without a PTS (the
  * element continues from the samples before). */
-static void
+static guint
 push_pieces (Run *run, const float *pcm, gsize n, GstClockTime base, const gsize *sizes, guint n_sizes)
 {
   gsize at = 0;
-  for (guint i = 0; at < n; i++) {
+  guint i;
+  for (i = 0; at < n; i++) {
     gsize len = MIN (sizes[i % n_sizes], n - at);
     GstClockTime pts = i % 3 == 2 ? GST_CLOCK_TIME_NONE : base + T (at);
     fail_unless_equals_int (push_pcm (run, pcm + at, len, pts, FALSE), GST_FLOW_OK);
     at += len;
   }
+  return i;
 }
 
-static void
+/* Returns the number of buffers pushed. */
+static guint
 push_all (Run *run, const float *pcm, gsize n, GstClockTime base)
 {
   static const gsize sizes[] = { 1000, 37, 4000, 1, 160, 2999, 513, 1600 };
-  push_pieces (run, pcm, n, base, sizes, G_N_ELEMENTS (sizes));
+  return push_pieces (run, pcm, n, base, sizes, G_N_ELEMENTS (sizes));
 }
 
 static void
@@ -491,10 +494,11 @@ GST_START_TEST (test_silence_only)
   float *pcm = concat (&n, (float *) NULL, (gsize) MS (1500), quiet, (gsize) MS (1500), NULL, (gsize) 0);
   const GstClockTime base = 2 * GST_SECOND;
   Run *run = run_start (NULL);
-  push_all (run, pcm, n, base);
+  guint pushed = push_all (run, pcm, n, base);
   push_eos (run);
   Out *o = parse (run);
   fail_unless_equals_int (o->n_buffers, 0);
+  fail_unless (o->gaps->len / 2 <= pushed + 1, "at most one GAP per input buffer (and one at EOS)");
   fail_unless_equals_int (o->segs->len, 0);
   /* Contiguous gaps from the first sample to the last. */
   check_gaps (o, base, base + T (n), G_MAXUINT64);
@@ -662,24 +666,26 @@ GST_END_TEST;
 static void
 check_discont (gboolean flag)
 {
-  /* 1 s of tone at 0; then 1 s more, either flagged DISCONT right after it or timestamped at 5 s. */
-  float *pcm = tone (MS (2000), 0.3, 500);
-  GstClockTime t2 = flag ? GST_SECOND : 5 * GST_SECOND;
+  /* n1 samples of tone at 0 (not a whole number of hops: the last partial hop ends the segment); then 1 s
+   * more, either flagged DISCONT right after it or timestamped at 5 s. */
+  const gsize n1 = MS (1000) + 77;
+  float *pcm = tone (n1 + MS (1000), 0.3, 500);
+  GstClockTime t2 = flag ? T (n1) : 5 * GST_SECOND;
   Run *run = run_start (NULL);
-  push_all (run, pcm, MS (1000), 0);
-  fail_unless_equals_int (push_pcm (run, pcm + MS (1000), MS (500), t2, flag), GST_FLOW_OK);
-  fail_unless_equals_int (push_pcm (run, pcm + MS (1500), MS (500), t2 + T (MS (500)), FALSE), GST_FLOW_OK);
+  push_all (run, pcm, n1, 0);
+  fail_unless_equals_int (push_pcm (run, pcm + n1, MS (500), t2, flag), GST_FLOW_OK);
+  fail_unless_equals_int (push_pcm (run, pcm + n1 + MS (500), MS (500), t2 + T (MS (500)), FALSE), GST_FLOW_OK);
   push_eos (run);
   Out *o = parse (run);
   fail_unless_equals_int (o->segs->len, 2);
   fail_unless_equals_int (seg (o, 0)->reason, GST_GEMMA3N_SEGMENT_DISCONT);
   fail_unless_equals_uint64 (seg (o, 0)->start, 0);
-  fail_unless_equals_uint64 (seg (o, 0)->duration, GST_SECOND);
+  fail_unless_equals_uint64 (seg (o, 0)->duration, T (n1));
   fail_unless_equals_int (seg (o, 1)->reason, GST_GEMMA3N_SEGMENT_EOS);
   fail_unless_equals_uint64 (seg (o, 1)->start, t2);
   fail_unless_equals_uint64 (seg (o, 1)->duration, GST_SECOND);
-  check_segment_frames (seg (o, 0), pcm, 0, MS (1000));
-  check_segment_frames (seg (o, 1), pcm, MS (1000), MS (1000));
+  check_segment_frames (seg (o, 0), pcm, 0, n1);
+  check_segment_frames (seg (o, 1), pcm, n1, MS (1000));
   out_free (o);
   run_free (run);
   g_free (pcm);
@@ -689,6 +695,28 @@ GST_START_TEST (test_discont)
 {
   check_discont (TRUE);
   check_discont (FALSE);
+}
+GST_END_TEST;
+
+/* A GAP from upstream (no samples for a while) is a discontinuity too; it is passed on after the segment. */
+GST_START_TEST (test_upstream_gap)
+{
+  float *pcm = tone (MS (2000), 0.3, 500);
+  Run *run = run_start (NULL);
+  push_all (run, pcm, MS (1000), 0);
+  fail_unless (gst_harness_push_event (run->h, gst_event_new_gap (GST_SECOND, GST_SECOND)));
+  push_all (run, pcm + MS (1000), MS (1000), 2 * GST_SECOND);
+  push_eos (run);
+  Out *o = parse (run);
+  fail_unless_equals_int (o->segs->len, 2);
+  fail_unless_equals_int (seg (o, 0)->reason, GST_GEMMA3N_SEGMENT_DISCONT);
+  fail_unless_equals_uint64 (seg (o, 0)->duration, GST_SECOND);
+  fail_unless_equals_uint64 (seg (o, 1)->start, 2 * GST_SECOND);
+  check_segment_frames (seg (o, 1), pcm, MS (1000), MS (1000));
+  check_gaps (o, GST_SECOND, 2 * GST_SECOND, G_MAXUINT64);
+  out_free (o);
+  run_free (run);
+  g_free (pcm);
 }
 GST_END_TEST;
 
@@ -976,6 +1004,7 @@ gemma3nmel_suite (void)
   tcase_add_test (tc, test_settings_next_segment);
   tcase_add_test (tc, test_max_segment);
   tcase_add_test (tc, test_discont);
+  tcase_add_test (tc, test_upstream_gap);
   tcase_add_test (tc, test_jitter);
   tcase_add_test (tc, test_eos_mid_segment);
   tcase_add_test (tc, test_flush);
