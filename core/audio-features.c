@@ -312,6 +312,12 @@ g3n_audio_features_hop (const G3nAudioFeatures *fx)
 }
 
 int
+g3n_audio_features_rate (const G3nAudioFeatures *fx)
+{
+  return fx->p.sampling_rate;
+}
+
+int
 g3n_audio_features_window (const G3nAudioFeatures *fx)
 {
   return fx->frame_length + 1;

@@ -45,7 +45,6 @@
 #include <string.h>
 
 #include <gst/audio/audio.h>
-#include <json-glib/json-glib.h>
 
 #include "gstgemma3nelements.h"
 #include "gstgemma3nformat.h"
@@ -596,28 +595,6 @@ gst_gemma3n_mel_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
 
 /* ---------------------------------------------------------------- state */
 
-/* The feature rate of the extractor read from `path` (its folder's preprocessor_config.json, or the file
- * itself): gemma3n.h gives the frame sizes in samples but not the rate they are at, which the caps need. */
-static gboolean
-read_feature_rate (const char *path, gint *rate, GError **error)
-{
-  *rate = g3n_audio_feature_default_params ().sampling_rate;
-  if (!path)
-    return TRUE;
-  g_autofree char *file = g_file_test (path, G_FILE_TEST_IS_DIR)
-                              ? g_build_filename (path, "preprocessor_config.json", NULL)
-                              : g_strdup (path);
-  if (!g_file_test (file, G_FILE_TEST_EXISTS))
-    return TRUE; /* a folder without one: the defaults, as the feature extractor takes them */
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, file, error))
-    return FALSE;
-  JsonNode *root = json_parser_get_root (parser);
-  if (root && JSON_NODE_HOLDS_OBJECT (root) && json_object_has_member (json_node_get_object (root), "sampling_rate"))
-    *rate = (gint) json_object_get_int_member (json_node_get_object (root), "sampling_rate");
-  return TRUE;
-}
-
 static void
 free_features (GstGemma3nMel *self)
 {
@@ -634,9 +611,8 @@ load_features (GstGemma3nMel *self)
   g_autofree char *path = g_strdup (self->model);
   GST_OBJECT_UNLOCK (self);
   GError *error = NULL;
-  gint rate = 0;
   self->fx = path ? g3n_audio_features_new_from_file (path, &error) : g3n_audio_features_new (NULL, &error);
-  if (!self->fx || !read_feature_rate (path, &rate, &error)) {
+  if (!self->fx) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
                        ("Cannot read the audio feature settings of model '%s'", path ? path : "(defaults)"),
                        ("%s", error->message));
@@ -644,12 +620,7 @@ load_features (GstGemma3nMel *self)
     free_features (self);
     return FALSE;
   }
-  if (rate <= 0) {
-    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ, ("Invalid sampling_rate %d in model '%s'", rate, path), (NULL));
-    free_features (self);
-    return FALSE;
-  }
-  self->rate = rate;
+  self->rate = g3n_audio_features_rate (self->fx);
   self->bins = g3n_audio_features_size (self->fx);
   self->hop = g3n_audio_features_hop (self->fx);
   self->window = g3n_audio_features_window (self->fx);

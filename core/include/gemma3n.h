@@ -503,6 +503,7 @@ void g3n_audio_features_free (G3nAudioFeatures *fx);
 
 int g3n_audio_features_size (const G3nAudioFeatures *fx);     /* mel bins */
 int g3n_audio_features_hop (const G3nAudioFeatures *fx);      /* samples between frames (160) */
+int g3n_audio_features_rate (const G3nAudioFeatures *fx);     /* samples per second the PCM must have (16000) */
 int g3n_audio_features_window (const G3nAudioFeatures *fx);   /* samples one frame reads (frame length + 1) */
 /* Samples a whole clip is truncated to (max_samples; 0 = no limit). */
 gsize g3n_audio_features_max_samples (const G3nAudioFeatures *fx);

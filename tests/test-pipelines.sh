@@ -1,0 +1,113 @@
+#!/bin/sh
+# Every pipeline in pipelines/ run as a user runs it, with the tiny model, on generated media: the subtitles
+# they write parse, with cues in time order inside the media's span; the live ones print cues on the
+# terminal. Also a transcriberbin-shaped live pipeline (its leaky queue, its property settings).
+set -u
+srcdir=${srcdir:-$(dirname "$0")/..}
+DATA="$srcdir/tests/data"
+P="$srcdir/pipelines"
+MODEL="$DATA/mm-tiny"
+export MODEL
+tmp=$(mktemp -d)
+trap 'kill $server 2>/dev/null; rm -rf "$tmp"' EXIT
+server=
+passed=0 failed=0
+ok () { echo "ok   $1"; passed=$((passed + 1)); }
+bad () { echo "FAIL $1"; failed=$((failed + 1)); }
+
+# check_cues FILE vtt|srt MIN_CUES SPAN_S: prints what is wrong, or nothing. Cues must have start <= end,
+# starts in order, and lie inside [0, SPAN_S].
+check_cues () {
+  awk -v kind="$2" -v min="$3" -v span="$4" '
+    function secs(t,   a, n) { gsub(",", ".", t); n = split(t, a, ":"); return n == 3 ? a[1] * 3600 + a[2] * 60 + a[3] : a[1] * 60 + a[2] }
+    NR == 1 && kind == "vtt" && $0 !~ /^WEBVTT/ { print "no WEBVTT header"; bad = 1 }
+    / --> / {
+      s = secs($1); e = secs($3); n++
+      if (e < s) { print "cue " n " ends before it starts: " $0; bad = 1 }
+      if (s < last) { print "cue " n " starts before the previous one: " $0; bad = 1 }
+      if (s < 0 || e > span + 0.05) { print "cue " n " outside the media (0-" span " s): " $0; bad = 1 }
+      last = s; want_text = 1; next
+    }
+    want_text { if ($0 == "") { print "cue " n " has no text"; bad = 1 } want_text = 0 }
+    END { if (n < min) { print "only " n " cues, expected at least " min; bad = 1 } }
+  ' "$1"
+}
+
+# expect NAME FILE KIND MIN SPAN: the check above as a test case.
+expect_cues () {
+  if [ ! -s "$2" ]; then bad "$1: $2 missing or empty"; return; fi
+  why=$(check_cues "$2" "$3" "$4" "$5")
+  if [ -z "$why" ]; then ok "$1"; else bad "$1: $why"; sed 's/^/    /' "$2" | head -20; fi
+}
+
+# Media: the bundled sample (3.37 s), and two utterances around 1.5 s of silence (8.24 s), both 16 kHz WAV;
+# a WebM video of the second; an Ogg/Vorbis of it served over HTTP.
+sample="$DATA/sample/speech.wav"
+sox "$sample" -p pad 0 1.5 | sox - "$sample" "$tmp/two.wav" 2>"$tmp/sox.err" || { echo "sox failed"; cat "$tmp/sox.err"; exit 1; }
+two_span=$(soxi -D "$tmp/two.wav")
+gst-launch-1.0 -q filesrc location="$tmp/two.wav" ! wavparse ! audioconvert ! vorbisenc ! queue ! mux. \
+  videotestsrc num-buffers=206 ! video/x-raw,width=160,height=120,framerate=25/1 ! vp8enc deadline=1 ! queue ! mux. \
+  webmmux name=mux ! filesink location="$tmp/two.webm" || { echo "could not make the test video"; exit 1; }
+gst-launch-1.0 -q filesrc location="$tmp/two.wav" ! wavparse ! audioconvert ! vorbisenc ! oggmux ! \
+  filesink location="$tmp/two.ogg" || { echo "could not make the test Ogg file"; exit 1; }
+
+# file → WebVTT + SRT
+if "$P/file-subtitles.sh" "$sample" "$tmp/sample" 2>"$tmp/err"; then
+  expect_cues "file-subtitles: WebVTT of the sample" "$tmp/sample.vtt" vtt 1 3.37
+  expect_cues "file-subtitles: SRT of the sample" "$tmp/sample.srt" srt 1 3.37
+else bad "file-subtitles.sh failed: $(tail -3 "$tmp/err")"; fi
+if "$P/file-subtitles.sh" "$tmp/two.webm" "$tmp/two" 2>"$tmp/err"; then
+  expect_cues "file-subtitles: a video file's two utterances, two cues" "$tmp/two.vtt" vtt 2 "$two_span"
+  expect_cues "file-subtitles: SRT of the video" "$tmp/two.srt" srt 2 "$two_span"
+else bad "file-subtitles.sh on a video failed: $(tail -3 "$tmp/err")"; fi
+
+# file → translated subtitles
+if "$P/file-translate.sh" "$tmp/two.wav" French "$tmp/two.fr" 2>"$tmp/err"; then
+  expect_cues "file-translate: WebVTT" "$tmp/two.fr.vtt" vtt 2 "$two_span"
+  expect_cues "file-translate: SRT" "$tmp/two.fr.srt" srt 2 "$two_span"
+else bad "file-translate.sh failed: $(tail -3 "$tmp/err")"; fi
+
+# video → captions drawn into a new file: it plays, with video and audio of the input's length
+if "$P/video-captions.sh" "$tmp/two.webm" "$tmp/captioned.webm" 2>"$tmp/err"; then
+  info=$(gst-discoverer-1.0 "$tmp/captioned.webm" 2>&1)
+  dur=$(echo "$info" | sed -n 's/^Duration: \([0-9]*\):\([0-9]*\):\([0-9.]*\)$/\1 \2 \3/p' | awk '{ print $1 * 3600 + $2 * 60 + $3 }')
+  if echo "$info" | grep -q "video(" && echo "$info" | grep -q "audio(" \
+     && awk -v d="$dur" -v s="$two_span" 'BEGIN { exit !(d > s - 0.2 && d < s + 0.3) }'; then
+    ok "video-captions: a WebM with video and audio of ${dur} s"
+  else bad "video-captions: output is not the captioned video: $info"; fi
+else bad "video-captions.sh failed: $(tail -3 "$tmp/err")"; fi
+
+# network stream → captions on the terminal (HTTP here; rtsp:// goes the same way through uridecodebin)
+port=$((20000 + $$ % 20000))
+(cd "$tmp" && exec python3 -m http.server "$port" --bind 127.0.0.1 >/dev/null 2>&1) &
+server=$!
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  gst-launch-1.0 -q souphttpsrc location="http://127.0.0.1:$port/two.ogg" num-buffers=1 ! fakesink 2>/dev/null && break
+  sleep 0.3
+done
+if "$P/stream-captions.sh" "http://127.0.0.1:$port/two.ogg" >"$tmp/stream.vtt" 2>"$tmp/err"; then
+  expect_cues "stream-captions: WebVTT cues on the terminal from HTTP" "$tmp/stream.vtt" vtt 2 "$two_span"
+else bad "stream-captions.sh failed: $(tail -3 "$tmp/err")"; fi
+
+# microphone → captions on the terminal, the microphone emulated by a live source: 0.6 s tones every 2 s
+live="audiotestsrc is-live=true wave=ticks tick-interval=2000000000 sine-periods-per-tick=264 freq=440 volume=0.5 num-buffers=258"
+if SOURCE="$live" "$P/mic-captions.sh" >"$tmp/mic.vtt" 2>"$tmp/err"; then
+  expect_cues "mic-captions: live cues on the terminal" "$tmp/mic.vtt" vtt 2 6.5
+else bad "mic-captions.sh failed: $(tail -3 "$tmp/err")"; fi
+
+# transcriberbin's arrangement: its leaky queue, audioresample ! audioconvert, and the properties it sets
+GST_PLUGIN_PATH=${GST_PLUGIN_PATH:-}
+if gst-launch-1.0 -q -e $live ! queue leaky=downstream max-size-time=5000000000 ! audioresample ! audioconvert ! \
+     gemma3ntranscriber model="$MODEL" language-code=en-US latency=4000 lateness=0 ! webvttenc ! \
+     filesink location="$tmp/tbin.vtt" 2>"$tmp/err"; then
+  expect_cues "transcriberbin-shaped live pipeline: timed captions" "$tmp/tbin.vtt" vtt 2 6.5
+else bad "transcriberbin-shaped pipeline failed: $(tail -3 "$tmp/err")"; fi
+
+# bad input: a missing file, a missing model → an error, non-zero exit, no hang
+if "$P/file-subtitles.sh" "$tmp/nothing.wav" 2>"$tmp/err"; then bad "missing input accepted"
+elif grep -q "nothing.wav" "$tmp/err"; then ok "missing input: error naming it"; else bad "missing input: $(cat "$tmp/err")"; fi
+if MODEL="$tmp/no-model" "$P/file-subtitles.sh" "$sample" "$tmp/x" 2>"$tmp/err"; then bad "missing model accepted"
+elif grep -q "no-model" "$tmp/err"; then ok "missing model: error naming it"; else bad "missing model: $(cat "$tmp/err")"; fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
