@@ -90,6 +90,7 @@ struct _GstGemma3nAudioEnc {
   /* streaming thread */
   gboolean upstream_live;
   gboolean sink_caps_ok;
+  GstGemma3nDropped dropping; /* what the live drops since the last warning took */
 
   /* under the object lock: OK while the worker runs, else why it stopped (what chain returns) */
   GstFlowReturn srcresult;
@@ -250,6 +251,11 @@ encode_buffer (GstGemma3nAudioEnc *self, GstBuffer *buf)
 {
   if (!self->in_clip) /* input without segment events: the first buffer opens the clip, EOS closes it */
     open_clip (self, GST_BUFFER_PTS (buf), GST_CLOCK_TIME_NONE);
+  if (self->bins <= 0) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, ("A mel buffer came before the mel caps."), (NULL));
+    self->error_posted = TRUE;
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
   GstMapInfo map;
   if (!gst_buffer_map (buf, &map, GST_MAP_READ)) {
     GST_ELEMENT_ERROR (self, RESOURCE, READ, ("Could not map a mel buffer."), (NULL));
@@ -457,15 +463,39 @@ warn_dropped (GstGemma3nAudioEnc *self, const GstGemma3nDropped *dropped)
                        (NULL));
 }
 
+/* A dropped segment goes in pieces (its START, then its buffers as they arrive): the warning waits until the
+ * drops stop (a push that drops nothing, EOS) or add up to a backlog's worth, so that it says how much. */
+static void
+account_dropped (GstGemma3nAudioEnc *self, const GstGemma3nDropped *now, gboolean last)
+{
+  GstGemma3nDropped *acc = &self->dropping;
+  gboolean dropped_now = now->segments > 0 || now->duration > 0;
+  if (dropped_now) {
+    acc->segments += now->segments;
+    acc->duration += now->duration;
+    if (!GST_CLOCK_TIME_IS_VALID (acc->start))
+      acc->start = now->start;
+  }
+  if (acc->segments == 0 && acc->duration == 0)
+    return;
+  GST_OBJECT_LOCK (self);
+  GstClockTime backlog = self->max_backlog * GST_MSECOND;
+  GST_OBJECT_UNLOCK (self);
+  if (!dropped_now || last || acc->duration >= backlog) {
+    warn_dropped (self, acc);
+    *acc = (GstGemma3nDropped) { 0, 0, GST_CLOCK_TIME_NONE };
+  }
+}
+
 /* Queues an item for the worker; FALSE when the worker is not taking any (flushing, stopped). */
 static gboolean
 queue_item (GstGemma3nAudioEnc *self, GstMiniObject *item)
 {
   GstGemma3nDropped dropped;
+  gboolean eos = GST_IS_EVENT (item) && GST_EVENT_TYPE (item) == GST_EVENT_EOS;
   if (!gst_gemma3n_queue_push (self->queue, item, NULL, self->upstream_live, &dropped))
     return FALSE;
-  if (dropped.segments > 0)
-    warn_dropped (self, &dropped);
+  account_dropped (self, &dropped, eos);
   return TRUE;
 }
 
@@ -510,6 +540,26 @@ accept_mel_caps (GstGemma3nAudioEnc *self, GstCaps *caps)
   return TRUE;
 }
 
+/* A flush empties the queue, and with it sticky events the worker had not taken yet: upstream does not send
+ * them again (the sink pad holds them), so they are queued again for the worker, except those the source
+ * pad already has and the segment, which upstream sends anew after a flush. */
+static gboolean
+requeue_sticky (GstPad *pad, GstEvent **event, gpointer user_data)
+{
+  (void) pad;
+  GstGemma3nAudioEnc *self = user_data;
+  GstEventType type = GST_EVENT_TYPE (*event);
+  if (type == GST_EVENT_SEGMENT || type == GST_EVENT_EOS)
+    return TRUE;
+  GstEvent *sent = gst_pad_get_sticky_event (self->srcpad, type, 0);
+  /* the source pad carries our caps, not the mel caps: the worker skips them when they are unchanged */
+  if (type == GST_EVENT_CAPS || sent != *event)
+    queue_item (self, GST_MINI_OBJECT_CAST (gst_event_ref (*event)));
+  if (sent)
+    gst_event_unref (sent);
+  return TRUE;
+}
+
 static gboolean
 sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 {
@@ -523,7 +573,9 @@ sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
       return ok;
     case GST_EVENT_FLUSH_STOP:
       ok = gst_pad_push_event (self->srcpad, event);
-      return worker_start (self) && ok;
+      ok &= worker_start (self);
+      gst_pad_sticky_events_foreach (self->sinkpad, requeue_sticky, self);
+      return ok;
     case GST_EVENT_CAPS: {
       GstCaps *caps;
       gst_event_parse_caps (event, &caps);
@@ -672,6 +724,7 @@ open_model (GstGemma3nAudioEnc *self)
     return FALSE;
   }
   self->sink_caps_ok = FALSE;
+  self->dropping = (GstGemma3nDropped) { 0, 0, GST_CLOCK_TIME_NONE };
   self->bins = self->hop = self->rate = 0;
   self->queue = gst_gemma3n_queue_new (backlog * GST_MSECOND);
   gst_gemma3n_queue_set_flushing (self->queue, TRUE); /* until the source pad starts the worker */
