@@ -53,6 +53,9 @@ GST_DEBUG_CATEGORY_STATIC (gst_gemma3n_audio_enc_debug);
 #define MAX_BATCH_ROWS 64
 #define MAX_MAX_BACKLOG (3600 * 1000)
 
+/* Live drops that go on without a pause are still reported this often (media time dropped). */
+#define WARN_EVERY (10 * GST_SECOND)
+
 /* The tower's geometry: two stride-2 convolutions make one sub-sampled row of 4 feature frames, and the
  * convolutions read LOOKAHEAD_FRAMES frames past a row before it is final. */
 #define FRAMES_PER_ROW 4
@@ -464,7 +467,8 @@ warn_dropped (GstGemma3nAudioEnc *self, const GstGemma3nDropped *dropped)
 }
 
 /* A dropped segment goes in pieces (its START, then its buffers as they arrive): the warning waits until the
- * drops stop (a push that drops nothing, EOS) or add up to a backlog's worth, so that it says how much. */
+ * drops stop (a push that drops nothing, EOS), so that it says how much; a source that never lets the encoder
+ * catch up still gets one every WARN_EVERY of dropped audio. */
 static void
 account_dropped (GstGemma3nAudioEnc *self, const GstGemma3nDropped *now, gboolean last)
 {
@@ -481,7 +485,7 @@ account_dropped (GstGemma3nAudioEnc *self, const GstGemma3nDropped *now, gboolea
   GST_OBJECT_LOCK (self);
   GstClockTime backlog = self->max_backlog * GST_MSECOND;
   GST_OBJECT_UNLOCK (self);
-  if (!dropped_now || last || acc->duration >= backlog) {
+  if (!dropped_now || last || acc->duration >= MAX (backlog, WARN_EVERY)) {
     warn_dropped (self, acc);
     *acc = (GstGemma3nDropped) { 0, 0, GST_CLOCK_TIME_NONE };
   }
