@@ -296,6 +296,8 @@ forward (GstGemma3nAudioEnc *self, GstEvent *event)
   return GST_FLOW_OK;
 }
 
+static GstCaps *embeddings_caps (GstGemma3nAudioEnc *self);
+
 /* The mel caps (checked on the streaming thread) become the fixed embeddings caps. */
 static GstFlowReturn
 take_mel_caps (GstGemma3nAudioEnc *self, GstEvent *event)
@@ -307,8 +309,7 @@ take_mel_caps (GstGemma3nAudioEnc *self, GstEvent *event)
   gst_structure_get_int (s, "hop", &self->hop);
   gst_structure_get_int (s, "rate", &self->rate);
   gst_event_unref (event);
-  GstCaps *out = gst_caps_new_simple (GST_GEMMA3N_EMBEDDINGS_MEDIA_TYPE, "modality", G_TYPE_STRING, "audio",
-                                      "width", G_TYPE_INT, self->n_embd, "dtype", G_TYPE_STRING, "float32", NULL);
+  GstCaps *out = embeddings_caps (self);
   GstCaps *current = gst_pad_get_current_caps (self->srcpad);
   gboolean same = current && gst_caps_is_equal (current, out);
   gboolean ok = same || gst_pad_push_event (self->srcpad, gst_event_new_caps (out));
@@ -631,10 +632,32 @@ held_latency (GstGemma3nAudioEnc *self)
   return gst_util_uint64_scale (frames * hop, GST_SECOND, rate);
 }
 
+static GstCaps *
+embeddings_caps (GstGemma3nAudioEnc *self)
+{
+  return gst_caps_new_simple (GST_GEMMA3N_EMBEDDINGS_MEDIA_TYPE, "modality", G_TYPE_STRING, "audio", "width",
+                              G_TYPE_INT, self->n_embd, "dtype", G_TYPE_STRING, "float32", NULL);
+}
+
+/* Once the model is loaded the output is known before any input: downstream can negotiate its width. */
+static gboolean
+answer_src_caps (GstGemma3nAudioEnc *self, GstPad *pad, GstQuery *query)
+{
+  GstCaps *filter, *caps = self->n_embd > 0 ? embeddings_caps (self) : gst_pad_get_pad_template_caps (pad);
+  gst_query_parse_caps (query, &filter);
+  if (filter)
+    gst_caps_take (&caps, gst_caps_intersect_full (filter, caps, GST_CAPS_INTERSECT_FIRST));
+  gst_query_set_caps_result (query, caps);
+  gst_caps_unref (caps);
+  return TRUE;
+}
+
 static gboolean
 src_query (GstPad *pad, GstObject *parent, GstQuery *query)
 {
   GstGemma3nAudioEnc *self = GST_GEMMA3N_AUDIO_ENC (parent);
+  if (GST_QUERY_TYPE (query) == GST_QUERY_CAPS)
+    return answer_src_caps (self, pad, query);
   if (GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
     return gst_pad_query_default (pad, parent, query);
   if (!gst_pad_peer_query (self->sinkpad, query))
@@ -680,6 +703,7 @@ close_model (GstGemma3nAudioEnc *self)
   g_clear_object (&self->cancellable);
   g_clear_pointer (&self->pending, g_array_unref);
   g_clear_pointer (&self->open_path, g_free);
+  self->n_features = self->n_embd = 0;
 }
 
 /* The padding embedding: row 0 of a clip of no tokens padded to the prompt's soft-token count. */
@@ -877,7 +901,6 @@ gst_gemma3n_audio_enc_init (GstGemma3nAudioEnc *self)
   self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
   gst_pad_set_activatemode_function (self->srcpad, GST_DEBUG_FUNCPTR (src_activate_mode));
   gst_pad_set_query_function (self->srcpad, GST_DEBUG_FUNCPTR (src_query));
-  gst_pad_use_fixed_caps (self->srcpad);
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
   self->model_path = g_strdup (DEFAULT_MODEL);

@@ -396,6 +396,89 @@ GST_START_TEST (test_one_segment)
 }
 GST_END_TEST;
 
+/* From a file with a backlog smaller than a buffer: upstream waits for the worker, nothing is lost; and the
+ * output caps are known (src caps query) before any input. */
+GST_START_TEST (test_file_backpressure)
+{
+  core_setup ();
+  Clip c = clip_of (0, core.n_samples);
+  GstHarness *h = harness_new ("max-backlog=20");
+  GstCaps *caps = gst_pad_peer_query_caps (h->sinkpad, NULL);
+  GstStructure *st = gst_caps_get_structure (caps, 0);
+  gint width = 0;
+  fail_unless (gst_caps_is_fixed (caps) && gst_structure_get_int (st, "width", &width) && width == core.n_embd,
+               "src caps before input: %" GST_PTR_FORMAT, caps);
+  gst_caps_unref (caps);
+  Recorder r;
+  recorder_attach (&r, h);
+  gst_harness_set_src_caps_str (h, MEL_CAPS);
+  push_segment (h, &c, 0, 0);
+  wait_for_ends (&r, 1);
+  g_mutex_lock (&r.lock);
+  GArray *got = collect_tokens (&r, 0, find_item (&r, 0, match_end), 0, c.duration);
+  g_mutex_unlock (&r.lock);
+  check_clip_tokens (got, &c, 12, "file source over a 20 ms backlog");
+  g_array_unref (got);
+  gst_harness_teardown (h);
+  recorder_clear (&r);
+  clip_clear (&c);
+}
+GST_END_TEST;
+
+/* A frame the tower cannot take (not finite): an error with the core's message, EOS downstream, and the
+ * streaming thread gets ERROR from then on. */
+GST_START_TEST (test_compute_error)
+{
+  core_setup ();
+  Clip c = clip_of (0, 16000);
+  c.features[5 * core.n_bins + 3] = NAN;
+  GstHarness *h = harness_new (NULL);
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (h->element, bus);
+  Recorder r;
+  recorder_attach (&r, h);
+  gst_harness_set_src_caps_str (h, MEL_CAPS);
+  fail_unless (gst_harness_push_event (h, gst_gemma3n_segment_event_new (GST_GEMMA3N_SEGMENT_START, 0, 0,
+                                                                         GST_CLOCK_TIME_NONE,
+                                                                         GST_GEMMA3N_SEGMENT_PAUSE)));
+  fail_unless_equals_int (gst_harness_push (h, mel_buffer (&c, 0, 10, 0)), GST_FLOW_OK);
+  wait_for_ends (&r, 1); /* the worker's EOS */
+  GstMessage *m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (m != NULL, "an error message");
+  GError *error = NULL;
+  gst_message_parse_error (m, &error, NULL);
+  GST_INFO ("compute error: %s", error->message);
+  fail_unless (strstr (error->message, "not finite"), "the core's message: %s", error->message);
+  g_error_free (error);
+  gst_message_unref (m);
+  fail_unless_equals_int (gst_harness_push (h, mel_buffer (&c, 10, 10, 0)), GST_FLOW_ERROR);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  recorder_clear (&r);
+  clip_clear (&c);
+}
+GST_END_TEST;
+
+/* Stopping in the middle of a segment, the worker busy or not: the state change neither fails nor hangs. */
+GST_START_TEST (test_stop_mid_segment)
+{
+  core_setup ();
+  Clip c = clip_of (0, core.n_samples);
+  for (int wait_us = 0; wait_us <= 20000; wait_us += 10000) {
+    GstHarness *h = harness_new ("batch-rows=1 threads=1");
+    gst_harness_set_src_caps_str (h, MEL_CAPS);
+    fail_unless (gst_harness_push_event (h, gst_gemma3n_segment_event_new (GST_GEMMA3N_SEGMENT_START, 0, 0,
+                                                                           GST_CLOCK_TIME_NONE,
+                                                                           GST_GEMMA3N_SEGMENT_PAUSE)));
+    push_frames (h, &c, 0, c.n_frames, 0);
+    g_usleep (wait_us);
+    gst_harness_teardown (h); /* asserts that PLAYING→NULL succeeds */
+  }
+  clip_clear (&c);
+}
+GST_END_TEST;
+
 /* The lowest-latency batching gives the same tokens as a core stream of it, and its tokens come out before
  * the segment ends. */
 GST_START_TEST (test_batch_rows_1)
@@ -727,6 +810,9 @@ audioenc_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_one_segment);
   tcase_add_test (tc, test_batch_rows_1);
+  tcase_add_test (tc, test_file_backpressure);
+  tcase_add_test (tc, test_compute_error);
+  tcase_add_test (tc, test_stop_mid_segment);
   tcase_add_test (tc, test_two_segments);
   tcase_add_test (tc, test_flush);
   tcase_add_test (tc, test_eos_closes_clip);
