@@ -21,6 +21,9 @@
  * from a live source nothing waits: when the encoder falls that far behind, the oldest speech segments it
  * has not begun are dropped (sent on as GAP events) and a warning says how much.
  *
+ * Latency: upstream's plus what the encoder holds back, (batch-rows x 4 + 6) feature frames (540 ms at the
+ * defaults): a token waits for 6 frames of look-ahead, and rows go through the conformer in batches.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 -m filesrc location=speech.wav ! decodebin ! audioconvert ! audioresample !
@@ -857,8 +860,8 @@ gst_gemma3n_audio_enc_class_init (GstGemma3nAudioEncClass *klass)
   g_object_class_install_property (
       gobject_class, PROP_MODEL,
       g_param_spec_string ("model", "Model",
-                           "Gemma 3n checkpoint folder (config.json, safetensors, preprocessor_config.json); its "
-                           "weights are shared with every element naming the same folder",
+                           "Gemma 3n checkpoint folder (config.json, safetensors, preprocessor_config.json), opened "
+                           "when going from NULL to READY; its weights are shared with every element naming it",
                            DEFAULT_MODEL, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (
       gobject_class, PROP_THREADS,
