@@ -479,6 +479,67 @@ GST_START_TEST (test_stop_mid_segment)
 }
 GST_END_TEST;
 
+static void
+count_bytes (GstElement *sink, GstBuffer *buf, GstPad *pad, gpointer data)
+{
+  (void) sink;
+  (void) pad;
+  *(gsize *) data += gst_buffer_get_size (buf);
+}
+
+/* In a real pipeline (appsrc ! gemma3naudioenc ! fakesink), live and not: it prerolls, plays to EOS and
+ * gives the clip's tokens; the latency query of a live one goes through it to the source. */
+GST_START_TEST (test_pipeline)
+{
+  core_setup ();
+  Clip c = clip_of (0, core.n_samples);
+  int n_tokens;
+  g_free (whole_clip_embeds (&c, &n_tokens));
+  for (int live = 0; live < 2; live++) {
+    g_autofree char *desc = g_strdup_printf ("appsrc name=src format=time is-live=%d caps=\"%s\" ! "
+                                             "gemma3naudioenc model=\"%s\" ! fakesink name=sink sync=false "
+                                             "signal-handoffs=true", live, MEL_CAPS, model_dir);
+    GstElement *pipeline = gst_parse_launch (desc, NULL);
+    fail_unless (pipeline != NULL);
+    GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+    GstElement *sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+    gsize bytes = 0;
+    g_signal_connect (sink, "handoff", G_CALLBACK (count_bytes), &bytes);
+    fail_if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
+    for (int i = 0; i < c.n_frames; i += 25) {
+      GstFlowReturn ret;
+      g_signal_emit_by_name (src, "push-buffer", mel_buffer (&c, i, MIN (25, c.n_frames - i), 0), &ret);
+      fail_unless_equals_int (ret, GST_FLOW_OK);
+    }
+    GstFlowReturn ret;
+    g_signal_emit_by_name (src, "end-of-stream", &ret);
+    GstBus *bus = gst_element_get_bus (pipeline);
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, WAIT_SECONDS * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    fail_unless (m && GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS, "%s pipeline reaches EOS", live ? "live" : "file");
+    gst_message_unref (m);
+    fail_unless_equals_uint64 (bytes, (guint64) n_tokens * core.n_embd * sizeof (float));
+    if (live) {
+      GstQuery *q = gst_query_new_latency ();
+      gboolean is_live;
+      GstClockTime min;
+      GstPad *sinkpad = gst_element_get_static_pad (sink, "sink"); /* a sync=false sink answers "not live" */
+      fail_unless (gst_pad_peer_query (sinkpad, q));
+      gst_object_unref (sinkpad);
+      gst_query_parse_latency (q, &is_live, &min, NULL);
+      fail_unless (is_live && min >= (12 * 4 + 6) * FRAME_TIME, "live latency %" GST_TIME_FORMAT,
+                   GST_TIME_ARGS (min));
+      gst_query_unref (q);
+    }
+    fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+    gst_object_unref (bus);
+    gst_object_unref (src);
+    gst_object_unref (sink);
+    gst_object_unref (pipeline);
+  }
+  clip_clear (&c);
+}
+GST_END_TEST;
+
 /* The lowest-latency batching gives the same tokens as a core stream of it, and its tokens come out before
  * the segment ends. */
 GST_START_TEST (test_batch_rows_1)
@@ -813,6 +874,7 @@ audioenc_suite (void)
   tcase_add_test (tc, test_file_backpressure);
   tcase_add_test (tc, test_compute_error);
   tcase_add_test (tc, test_stop_mid_segment);
+  tcase_add_test (tc, test_pipeline);
   tcase_add_test (tc, test_two_segments);
   tcase_add_test (tc, test_flush);
   tcase_add_test (tc, test_eos_closes_clip);
