@@ -16,6 +16,7 @@ plugin_init (GstPlugin *plugin)
 {
   gboolean ok = TRUE;
   ok &= GST_ELEMENT_REGISTER (gemma3nmel, plugin);
+  ok &= GST_ELEMENT_REGISTER (gemma3naudioenc, plugin);
   return ok;
 }
 

@@ -2,6 +2,7 @@
 #include "gstgemma3nregistry.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
   char *key;          /* real path + load parameters */
@@ -91,6 +92,50 @@ gst_gemma3n_model_acquire (const char *path, const G3nModelParams *params, GErro
     entry_drop_locked (e);
   g_mutex_unlock (&lock);
   return model;
+}
+
+/* An entry of folder `real` (any load parameters), preferring one already loaded to one being loaded. */
+static Entry *
+find_by_folder_locked (const char *real)
+{
+  gsize len = strlen (real);
+  Entry *found = NULL;
+  GHashTableIter it;
+  gpointer value;
+  g_hash_table_iter_init (&it, by_key);
+  while (g_hash_table_iter_next (&it, NULL, &value)) {
+    Entry *e = value;
+    if (strncmp (e->key, real, len) != 0 || e->key[len] != '|')
+      continue;
+    if (e->model)
+      return e;
+    found = e;
+  }
+  return found;
+}
+
+G3nModel *
+gst_gemma3n_model_acquire_tower (const char *path, GError **error)
+{
+  g_autofree char *real = path && *path ? realpath (path, NULL) : NULL;
+  if (real) {
+    g_mutex_lock (&lock);
+    Entry *e = by_key ? find_by_folder_locked (real) : NULL;
+    if (e) {
+      e->users++;
+      while (e->loading)
+        g_cond_wait (&loaded, &lock);
+      G3nModel *model = e->model;
+      if (model) {
+        g3n_model_ref (model);
+        g_mutex_unlock (&lock);
+        return model;
+      }
+      entry_drop_locked (e); /* its load failed: load with the defaults below, for this caller's own error */
+    }
+    g_mutex_unlock (&lock);
+  }
+  return gst_gemma3n_model_acquire (path, NULL, error);
 }
 
 void

@@ -18,6 +18,11 @@ G_BEGIN_DECLS
  * it yet. Folders are compared by their real path, so "./m" and "/abs/m" share. The caller releases it with
  * gst_gemma3n_model_release. On failure, NULL and the loader's error (it names the path or tensor). */
 G3nModel *gst_gemma3n_model_acquire (const char *path, const G3nModelParams *params, GError **error);
+/* For elements that run only a tower (the audio encoder): the towers do not depend on how the text decoder's
+ * weights are stored, so any model of that folder will do. When one is held (loaded with any parameters, e.g.
+ * the decoder's quantisation) it is shared; otherwise one is loaded with the default parameters and registered
+ * under them (a decoder asking for those later shares it). Released with gst_gemma3n_model_release. */
+G3nModel *gst_gemma3n_model_acquire_tower (const char *path, GError **error);
 void gst_gemma3n_model_release (G3nModel *model);
 
 /* Models held now (for tests). */

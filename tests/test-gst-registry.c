@@ -1,5 +1,5 @@
 /* test-gst-registry — the plugin's model registry: elements naming one checkpoint share one G3nModel
- * (compared by real path and load parameters), concurrent first users load it once, the last release frees
+ * (compared by real path and load parameters), a tower user shares any model of its folder, concurrent first users load it once, the last release frees
  * it, and a missing folder is an error naming it. Usage: test-gst-registry MODEL_DIR */
 #include "test-util.h"
 #include "gstgemma3nregistry.h"
@@ -57,14 +57,46 @@ main (int argc, char **argv)
   gst_gemma3n_model_release (m1);
   gst_gemma3n_model_release (m2);
 
+  /* a tower user shares whatever model of the folder is held, whatever its load parameters */
+  G3nModel *dec = gst_gemma3n_model_acquire (model_dir, &q8, &error);
+  G3nModel *tower = gst_gemma3n_model_acquire_tower (link, &error);
+  check (dec && tower == dec && gst_gemma3n_registry_size () == 1,
+         "a tower user (by a symlink) shares the decoder's q8_0 model (%u held)", gst_gemma3n_registry_size ());
+  gst_gemma3n_model_release (dec);
+  check (gst_gemma3n_registry_size () == 1, "the decoder released, the tower user still holds it (%u held)",
+         gst_gemma3n_registry_size ());
+  gst_gemma3n_model_release (tower);
+  check (gst_gemma3n_registry_size () == 0, "the tower user released it last: freed (%u held)",
+         gst_gemma3n_registry_size ());
+  /* none held: the tower user loads one with the default parameters, which a default user then shares */
+  tower = gst_gemma3n_model_acquire_tower (model_dir, &error);
+  dec = gst_gemma3n_model_acquire (link, NULL, &error);
+  check (tower && g3n_model_quant_type (tower) == G3N_QUANT_NONE && dec == tower && gst_gemma3n_registry_size () == 1,
+         "a tower user alone loads the default model, shared by a later default user (%u held)",
+         gst_gemma3n_registry_size ());
+  c = gst_gemma3n_model_acquire (model_dir, &q8, &error);
+  check (c && c != tower && gst_gemma3n_registry_size () == 2,
+         "a q8_0 user after it still gets its own model (%u held)", gst_gemma3n_registry_size ());
+  gst_gemma3n_model_release (c);
+  gst_gemma3n_model_release (dec);
+  gst_gemma3n_model_release (tower);
+  check (gst_gemma3n_registry_size () == 0, "all released: none held (%u)", gst_gemma3n_registry_size ());
+
   /* a missing folder, no folder */
   g_autofree char *missing = g_build_filename (tmp, "no-such-model", NULL);
   G3nModel *none = gst_gemma3n_model_acquire (missing, NULL, &error);
   check (!none && error && strstr (error->message, "no-such-model") && gst_gemma3n_registry_size () == 0,
          "a missing folder: %s", error ? error->message : "no error");
   g_clear_error (&error);
+  none = gst_gemma3n_model_acquire_tower (missing, &error);
+  check (!none && error && strstr (error->message, "no-such-model") && gst_gemma3n_registry_size () == 0,
+         "a missing folder for a tower user: %s", error ? error->message : "no error");
+  g_clear_error (&error);
   none = gst_gemma3n_model_acquire (NULL, NULL, &error);
   check (!none && error, "no folder: %s", error ? error->message : "no error");
+  g_clear_error (&error);
+  none = gst_gemma3n_model_acquire_tower (NULL, &error);
+  check (!none && error, "no folder for a tower user: %s", error ? error->message : "no error");
   g_unlink (link);
   g_rmdir (tmp);
   return test_summary ();
