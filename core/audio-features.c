@@ -401,7 +401,9 @@ compute_frame (const G3nAudioFeatures *fx, Worker *w, const float *x, float *out
   }
   for (int i = 0; i < L; i++)
     in[i] *= fx->window[i];
-  memset (in + L, 0, sizeof (float) * (fx->fft_length - L));
+  /* The buffer's two spare floats too: libavutil's RDFT reads them (valgrind saw it), whatever it does with
+   * them, and a read of uninitialised memory is a defect either way. */
+  memset (in + L, 0, sizeof (float) * (fx->fft_length + 2 - L));
   w->fn (w->tx, w->out, in, sizeof (float));
   /* |X| in float32 (numpy's complex64 abs), reusing the input buffer. */
   float *mag = in;
