@@ -15,6 +15,7 @@ static gboolean
 plugin_init (GstPlugin *plugin)
 {
   gboolean ok = TRUE;
+  ok &= GST_ELEMENT_REGISTER (gemma3ndecoder, plugin);
   return ok;
 }
 
