@@ -192,6 +192,7 @@ struct _GstGemma3nDecoder {
   GstFlowReturn src_result;  /* the worker's last push (object lock) */
 
   /* worker */
+  gboolean resend_sticky; /* after a flush: src gets audio_sink's sticky events again */
   Segment seg;
   GQueue deferred; /* of Deferred* */
   guint64 n_turns;
@@ -466,7 +467,7 @@ ensure_src_started (GstGemma3nDecoder *self)
   if (ev) {
     gst_event_unref (ev);
   } else {
-    gchar *id = gst_pad_create_stream_id (self->src, GST_ELEMENT_CAST (self), NULL);
+    gchar *id = g_strdup_printf ("gemma3ndecoder-%p-%" G_GINT64_FORMAT, (void *) self, g_get_real_time ());
     gst_pad_push_event (self->src, gst_event_new_stream_start (id));
     g_free (id);
   }
@@ -856,9 +857,33 @@ handle_event (GstGemma3nDecoder *self, SinkInfo *info, GstEvent *event)
   }
 }
 
+static gboolean
+resend_one_sticky (GstPad *pad, GstEvent **event, gpointer user_data)
+{
+  GstGemma3nDecoder *self = user_data;
+  switch (GST_EVENT_TYPE (*event)) {
+    case GST_EVENT_CAPS:
+      gst_pad_push_event (self->src, gst_event_new_caps (gst_static_pad_template_get_caps (&src_template)));
+      break;
+    case GST_EVENT_STREAM_START:
+    case GST_EVENT_SEGMENT:
+    case GST_EVENT_TAG:
+      gst_pad_push_event (self->src, gst_event_ref (*event));
+      break;
+    default:
+      break;
+  }
+  return TRUE;
+}
+
 static GstFlowReturn
 handle_item (GstGemma3nDecoder *self, SinkInfo *info, GstMiniObject *item)
 {
+  /* a flush may have dropped the queued stream-start, caps or segment that src had not had yet */
+  if (self->resend_sticky && info->kind == SINK_AUDIO) {
+    self->resend_sticky = FALSE;
+    gst_pad_sticky_events_foreach (self->audio_sink, resend_one_sticky, self);
+  }
   GST_OBJECT_LOCK (self);
   gboolean released = !info->pad;
   GST_OBJECT_UNLOCK (self);
@@ -954,6 +979,7 @@ restart_worker (GstGemma3nDecoder *self)
   if (self->cancellable)
     g_cancellable_reset (self->cancellable);
   reset_worker_state (self);
+  self->resend_sticky = TRUE;
   gst_gemma3n_queue_set_flushing (self->queue, FALSE);
   g_mutex_lock (&self->ask_lock);
   self->accepting_asks = TRUE;
@@ -1266,12 +1292,17 @@ acquire_model (GstGemma3nDecoder *self, const LoadSettings *ls)
     return NULL;
   }
   post_progress (self, GST_PROGRESS_TYPE_COMPLETE, ls->model_path);
-  if (!g3n_model_has_audio_tower (model)) {
+  /* the embeddings come from elsewhere, but from this model's tower: without one (a text-only checkpoint,
+   * or a config naming a tower whose weights are missing) there is nothing to hear */
+  G3nAudioEncoder *tower = g3n_model_has_audio_tower (model) ? g3n_audio_encoder_new (model, &error) : NULL;
+  if (!tower) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("The model %s has no audio tower", ls->model_path),
-                       ("its config.json describes no audio_config: it cannot hear speech segments"));
+                       ("%s", error ? error->message : "its config.json describes no audio_config"));
+    g_clear_error (&error);
     gst_gemma3n_model_release (model);
     return NULL;
   }
+  g3n_audio_encoder_free (tower);
   return model;
 }
 
