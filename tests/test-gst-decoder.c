@@ -165,8 +165,21 @@ typedef struct {
   GstBus *bus;
 } Fixture;
 
-/* A decoder on mm-tiny with a bus (element messages), in a harness, its caps and TIME segment sent. The
- * harness answers latency queries as a live source; max-backlog is large unless a test wants drops. */
+/* The harness answers latency queries as a live source; a test clears this to stand for a file. */
+static gboolean upstream_live = TRUE;
+
+static GstPadProbeReturn
+answer_not_live (GstPad *pad, GstPadProbeInfo *info, gpointer user_data)
+{
+  GstQuery *q = GST_PAD_PROBE_INFO_QUERY (info);
+  if (GST_QUERY_TYPE (q) != GST_QUERY_LATENCY)
+    return GST_PAD_PROBE_OK;
+  gst_query_set_latency (q, FALSE, 0, GST_CLOCK_TIME_NONE);
+  return GST_PAD_PROBE_HANDLED;
+}
+
+/* A decoder on mm-tiny with a bus (element messages), in a harness, its caps and TIME segment sent;
+ * max-backlog is large unless a test wants drops. */
 static Fixture
 fixture_new (const char *first_prop, ...)
 {
@@ -183,6 +196,8 @@ fixture_new (const char *first_prop, ...)
   f.bus = gst_bus_new ();
   gst_element_set_bus (f.dec, f.bus);
   f.h = gst_harness_new_with_element (f.dec, "audio_sink", "src");
+  if (!upstream_live)
+    gst_pad_add_probe (f.h->srcpad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM, answer_not_live, NULL, NULL);
   gchar *caps = g_strdup_printf (EMBEDDINGS_CAPS, n_embd);
   gst_harness_set_src_caps_str (f.h, caps);
   g_free (caps);
@@ -544,6 +559,17 @@ GST_START_TEST (test_ask_between_segments)
 }
 GST_END_TEST;
 
+static gint asked; /* set once ask_in_thread's question has its answer */
+
+static gpointer
+ask_in_thread (gpointer dec)
+{
+  gchar *answer = NULL;
+  g_signal_emit_by_name (dec, "ask", "Who is speaking?", &answer);
+  g_atomic_int_set (&asked, 1);
+  return answer;
+}
+
 GST_START_TEST (test_ask_not_running)
 {
   GstElement *dec = gst_element_factory_make ("gemma3ndecoder", NULL);
@@ -819,6 +845,82 @@ GST_START_TEST (test_live_drop)
 }
 GST_END_TEST;
 
+/* From a source that is not live nothing is dropped, however small max-backlog: pushes wait. */
+GST_START_TEST (test_not_live_waits)
+{
+  upstream_live = FALSE;
+  Fixture f = fixture_new ("max-backlog", 1, "max-new-tokens", 16, NULL);
+  const int n = 5;
+  for (int i = 0; i < n; i++)
+    push_segment (f.h, i, i * 4 * GST_SECOND);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  GstEvent *eos = pull_event_of_type (f.h, GST_EVENT_EOS);
+  fail_unless (eos != NULL);
+  gst_event_unref (eos);
+  fail_unless_equals_int (gst_harness_buffers_received (f.h), n);
+  fail_unless (gst_bus_pop_filtered (f.bus, GST_MESSAGE_WARNING) == NULL);
+  fixture_free (&f);
+}
+GST_END_TEST;
+
+/* A question asked while a segment is open is answered after that segment's turn. */
+GST_START_TEST (test_ask_waits_for_segment_end)
+{
+  const char *question = "Who is speaking?";
+  G3nSession *s = direct_session (4096, TRUE);
+  gchar *expected_caption = direct_audio_turn (s, TRANSCRIBE, 16);
+  gchar *expected_answer = direct_text_turn (s, question, 16);
+  Fixture f = fixture_new ("max-new-tokens", 16, "tokens-per-second", 0.0, "repeat-limit", 0, NULL);
+  push_segment_start (f.h, 0, 0, -1);
+  /* the worker has taken the START and the clip: the segment is open */
+  GstQuery *drain = gst_query_new_drain ();
+  fail_unless (gst_pad_peer_query (f.h->srcpad, drain));
+  gst_query_unref (drain);
+  GThread *asker = g_thread_new ("ask", (GThreadFunc) ask_in_thread, f.dec);
+  g_usleep (300 * 1000); /* (long enough for an answer of the tiny model, were it not held back) */
+  fail_if (g_atomic_int_get (&asked), "answered in the middle of the segment's turn");
+  fail_unless (gst_harness_buffers_in_queue (f.h) == 0);
+  push_segment_end (f.h, 0, 0);
+  gchar *answer = g_thread_join (asker);
+  gchar *caption = pull_caption (f.h, 0, 0);
+  fail_unless_equals_string (caption, expected_caption);
+  fail_unless_equals_string (answer, expected_answer);
+  g_free (answer);
+  g_free (caption);
+  g_free (expected_caption);
+  g_free (expected_answer);
+  g3n_session_free (s);
+  fixture_free (&f);
+}
+GST_END_TEST;
+
+/* Stopping (PAUSED→READY) saves the conversation too, between turns: a segment left open is dropped. */
+GST_START_TEST (test_session_file_saved_at_stop)
+{
+  gchar *dir = g_dir_make_tmp ("test-gst-decoder-XXXXXX", NULL);
+  gchar *path = g_build_filename (dir, "conversation.g3ns", NULL);
+  G3nSession *s = direct_session (4096, TRUE);
+  g_free (direct_audio_turn (s, TRANSCRIBE, 16));
+  Fixture a = fixture_new ("session-file", path, "max-new-tokens", 16, "tokens-per-second", 0.0, "repeat-limit", 0,
+                           NULL);
+  push_segment (a.h, 0, 0);
+  g_free (pull_caption (a.h, 0, 0));
+  push_segment_start (a.h, 1, 10 * GST_SECOND, n_tokens / 2);
+  fail_unless_equals_int (gst_element_set_state (a.dec, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+  fail_unless (g_file_test (path, G_FILE_TEST_IS_REGULAR), "%s not saved at PAUSED→READY", path);
+  fail_unless_equals_int (element_n_past (a.dec), g3n_session_n_past (s));
+  fixture_free (&a);
+  Fixture b = fixture_new ("session-file", path, NULL);
+  fail_unless_equals_int (element_n_past (b.dec), g3n_session_n_past (s));
+  fixture_free (&b);
+  g3n_session_free (s);
+  g_unlink (path);
+  g_rmdir (dir);
+  g_free (path);
+  g_free (dir);
+}
+GST_END_TEST;
+
 /* ---------------------------------------------------------------- the loop cut */
 
 /* A caption whose tokens end in an n-gram repeated repeat-limit times stops there, keeping one copy: it is a
@@ -878,6 +980,9 @@ decoder_suite (void)
   tcase_add_test (tc, test_latency_query);
   tcase_add_test (tc, test_live_drop);
   tcase_add_test (tc, test_repeat_limit_cuts);
+  tcase_add_test (tc, test_not_live_waits);
+  tcase_add_test (tc, test_ask_waits_for_segment_end);
+  tcase_add_test (tc, test_session_file_saved_at_stop);
   suite_add_tcase (s, tc);
   return s;
 }
