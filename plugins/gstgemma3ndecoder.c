@@ -200,6 +200,7 @@ struct _GstGemma3nDecoder {
   GMutex ask_lock;
   GCond ask_cond;
   GQueue asks;               /* of Ask*, not yet taken by the worker */
+  gpointer worker_thread;    /* atomic: the GThread running worker_loop */
   gboolean accepting_asks;   /* the worker runs */
 };
 
@@ -916,6 +917,7 @@ static void
 worker_loop (gpointer user_data)
 {
   GstGemma3nDecoder *self = user_data;
+  g_atomic_pointer_set (&self->worker_thread, g_thread_self ());
   if (!self->seg.open)
     answer_pending_asks (self);
   gpointer tag = NULL;
@@ -1084,6 +1086,17 @@ gst_gemma3n_decoder_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
       }
       break;
     }
+    case GST_EVENT_SEGMENT: {
+      const GstSegment *segment;
+      gst_event_parse_segment (event, &segment);
+      if (info->kind == SINK_AUDIO && segment->format != GST_FORMAT_TIME) {
+        GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Embeddings need a TIME segment"),
+                           ("got a %s segment on audio_sink", gst_format_get_name (segment->format)));
+        gst_event_unref (event);
+        return FALSE;
+      }
+      break;
+    }
     case GST_EVENT_STREAM_START:
       if (info->kind == SINK_AUDIO) {
         gboolean live = upstream_is_live (self);
@@ -1200,6 +1213,11 @@ gst_gemma3n_decoder_ask (GstGemma3nDecoder *self, const gchar *question)
 {
   if (!question || !*question || !g_utf8_validate (question, -1, NULL))
     return NULL;
+  /* e.g. from a bus sync handler of our own caption message: the worker would wait for itself */
+  if (g_atomic_pointer_get (&self->worker_thread) == (gpointer) g_thread_self ()) {
+    GST_WARNING_OBJECT (self, "ask from the element's own worker thread refused (it would never be answered)");
+    return NULL;
+  }
   Ask ask = { g_strdup (question), NULL, FALSE };
   g_mutex_lock (&self->ask_lock);
   if (!self->accepting_asks) {

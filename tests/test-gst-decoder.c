@@ -321,6 +321,16 @@ GST_START_TEST (test_caption_equals_session)
   fail_unless (*expected, "the direct session answered nothing: the comparison would prove little");
   fail_unless_equals_string (caption, expected);
 
+  /* (popping skips other types: first) the load was announced: PROGRESS start, then complete */
+  GstProgressType types[2];
+  for (int i = 0; i < 2; i++) {
+    GstMessage *msg = gst_bus_pop_filtered (f.bus, GST_MESSAGE_PROGRESS);
+    fail_unless (msg != NULL, "no progress message %d", i);
+    gst_message_parse_progress (msg, &types[i], NULL, NULL);
+    gst_message_unref (msg);
+  }
+  fail_unless (types[0] == GST_PROGRESS_TYPE_START && types[1] == GST_PROGRESS_TYPE_COMPLETE);
+
   GstMessage *msg;
   const GstStructure *st = pop_element_message (f.bus, "gemma3n-caption", &msg);
   fail_unless (st != NULL, "no gemma3n-caption message");
@@ -577,6 +587,32 @@ GST_START_TEST (test_ask_not_running)
   g_signal_emit_by_name (dec, "ask", "Anyone there?", &answer);
   fail_unless (answer == NULL);
   gst_object_unref (dec);
+}
+GST_END_TEST;
+
+static GstBusSyncReply
+ask_from_sync_handler (GstBus *bus, GstMessage *msg, gpointer user_data)
+{
+  const GstStructure *st = gst_message_get_structure (msg);
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT && gst_structure_has_name (st, "gemma3n-caption")) {
+    gchar *answer = (gchar *) "unset";
+    g_signal_emit_by_name (GST_MESSAGE_SRC (msg), "ask", "And now?", &answer);
+    *(gboolean *) user_data = answer == NULL;
+  }
+  return GST_BUS_PASS;
+}
+
+/* The worker's own thread (a sync handler of its caption message) asking would wait for itself: refused. */
+GST_START_TEST (test_ask_from_worker_refused)
+{
+  Fixture f = fixture_new ("max-new-tokens", 4, NULL);
+  gboolean refused = FALSE;
+  gst_bus_set_sync_handler (f.bus, ask_from_sync_handler, &refused, NULL);
+  push_segment (f.h, 0, 0);
+  g_free (pull_caption (f.h, 0, 0));
+  fail_unless (refused);
+  gst_bus_set_sync_handler (f.bus, NULL, NULL, NULL);
+  fixture_free (&f);
 }
 GST_END_TEST;
 
@@ -968,6 +1004,7 @@ decoder_suite (void)
   tcase_add_test (tc, test_flush_forgets_segment);
   tcase_add_test (tc, test_ask_between_segments);
   tcase_add_test (tc, test_ask_not_running);
+  tcase_add_test (tc, test_ask_from_worker_refused);
   tcase_add_test (tc, test_text_turn);
   tcase_add_test (tc, test_context_shift);
   tcase_add_test (tc, test_session_file_resumes);
