@@ -538,7 +538,7 @@ static GstFlowReturn handle_item (GstGemma3nDecoder *self, SinkInfo *info, GstMi
 
 /* A text turn (a question, a text_sink buffer): the answer text, or NULL with *ret set on failure. */
 static gchar *
-answer_text (GstGemma3nDecoder *self, const gchar *question, GstFlowReturn *ret)
+answer_text (GstGemma3nDecoder *self, const gchar *question, gboolean from_ask, GstFlowReturn *ret)
 {
   TurnSettings ts;
   turn_settings_read (self, &ts);
@@ -549,6 +549,12 @@ answer_text (GstGemma3nDecoder *self, const gchar *question, GstFlowReturn *ret)
   if (g3n_session_add_text (self->session, question, &error)
       && generate_answer (self, &ts, ts.max_new_tokens, &g, &stop, &error)) {
     answer = generation_caption (&g);
+    *ret = GST_FLOW_OK;
+  } else if (from_ask && !is_cancelled (error)) {
+    /* a question that cannot be answered (too long for the context, ...) is the asker's problem, not the
+     * stream's: it gets NULL, the captions go on */
+    GST_ELEMENT_WARNING (self, LIBRARY, FAILED, ("Could not answer the question"), ("%s", error->message));
+    g_error_free (error);
     *ret = GST_FLOW_OK;
   } else {
     *ret = model_failure (self, "answer a text turn", error);
@@ -566,7 +572,7 @@ answer_pending_asks (GstGemma3nDecoder *self)
   while ((ask = g_queue_pop_head (&self->asks))) {
     g_mutex_unlock (&self->ask_lock);
     GstFlowReturn ret;
-    gchar *answer = answer_text (self, ask->question, &ret);
+    gchar *answer = answer_text (self, ask->question, TRUE, &ret);
     if (answer)
       post_answer (self, ask->question, answer);
     g_mutex_lock (&self->ask_lock);
@@ -732,7 +738,7 @@ handle_text_buffer (GstGemma3nDecoder *self, GstBuffer *buf)
   if (!g_utf8_validate (question, -1, NULL)) {
     GST_ELEMENT_WARNING (self, STREAM, FORMAT, ("A text turn is not UTF-8: ignored"), (NULL));
   } else if (*g_strstrip (question)) {
-    gchar *answer = answer_text (self, question, &ret);
+    gchar *answer = answer_text (self, question, FALSE, &ret);
     if (answer) {
       post_answer (self, question, answer);
       GstClockTime lateness;
