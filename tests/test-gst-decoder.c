@@ -9,6 +9,7 @@
 #include <gst/check/gstharness.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gemma3n.h"
 #include "gstgemma3nformat.h"
@@ -645,6 +646,51 @@ GST_START_TEST (test_text_turn)
 }
 GST_END_TEST;
 
+/* EOS goes downstream once every linked sink pad has had one: the text pad's turn after the audio's EOS
+ * is still answered. */
+GST_START_TEST (test_eos_waits_for_every_sink)
+{
+  Fixture f = fixture_new ("max-new-tokens", 8, NULL);
+  GstPad *text_sink = gst_element_request_pad_simple (f.dec, "text_sink_%u");
+  GstPad *text_src = gst_pad_new ("text-src", GST_PAD_SRC);
+  fail_unless_equals_int (gst_pad_link (text_src, text_sink), GST_PAD_LINK_OK);
+  gst_pad_set_active (text_src, TRUE);
+  fail_unless (gst_pad_push_event (text_src, gst_event_new_stream_start ("text")));
+  fail_unless (gst_pad_push_event (text_src, gst_event_new_caps (gst_caps_from_string ("text/x-raw, format=utf8"))));
+  GstSegment segment;
+  gst_segment_init (&segment, GST_FORMAT_TIME);
+  fail_unless (gst_pad_push_event (text_src, gst_event_new_segment (&segment)));
+
+  push_segment (f.h, 0, 0);
+  fail_unless (gst_harness_push_event (f.h, gst_event_new_eos ()));
+  g_free (pull_caption (f.h, 0, 0));
+  const char *question = "Anything else?";
+  GstBuffer *buf = gst_buffer_new_memdup (question, strlen (question));
+  GST_BUFFER_PTS (buf) = 9 * GST_SECOND;
+  fail_unless_equals_int (gst_pad_push (text_src, buf), GST_FLOW_OK);
+  GstBuffer *answer = gst_harness_pull (f.h); /* queued after the audio's EOS: that EOS was handled */
+  fail_unless (answer != NULL);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (answer), 9 * GST_SECOND);
+  gst_buffer_unref (answer);
+  GstEvent *ev;
+  while ((ev = gst_harness_try_pull_event (f.h))) {
+    fail_if (GST_EVENT_TYPE (ev) == GST_EVENT_EOS, "EOS before the text pad's");
+    gst_event_unref (ev);
+  }
+  fail_unless (gst_pad_push_event (text_src, gst_event_new_eos ()));
+  ev = pull_event_of_type (f.h, GST_EVENT_EOS);
+  fail_unless (ev != NULL);
+  gst_event_unref (ev);
+
+  gst_pad_set_active (text_src, FALSE);
+  gst_pad_unlink (text_src, text_sink);
+  gst_element_release_request_pad (f.dec, text_sink);
+  gst_object_unref (text_sink);
+  gst_object_unref (text_src);
+  fixture_free (&f);
+}
+GST_END_TEST;
+
 /* ---------------------------------------------------------------- 7: context shift */
 
 GST_START_TEST (test_context_shift)
@@ -767,6 +813,34 @@ GST_START_TEST (test_custom_without_prompt)
   GstElement *dec = gst_element_factory_make ("gemma3ndecoder", NULL);
   g_object_set (dec, "model", model_dir, "task", 3 /* custom */, NULL);
   check_ready_fails (dec, "prompt");
+}
+GST_END_TEST;
+
+/* A checkpoint folder without tokenizer.json (the weights found through links to mm-tiny's). */
+GST_START_TEST (test_missing_tokenizer)
+{
+  gchar *dir = g_dir_make_tmp ("test-gst-decoder-XXXXXX", NULL);
+  const char *files[] = { "config.json", "model.safetensors", "preprocessor_config.json", "processor_config.json" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++) {
+    gchar *target = g_build_filename (model_dir, files[i], NULL), *link = g_build_filename (dir, files[i], NULL);
+    gchar *abs_target = g_canonicalize_filename (target, NULL);
+    fail_unless (symlink (abs_target, link) == 0);
+    g_free (abs_target);
+    g_free (target);
+    g_free (link);
+  }
+  GstElement *dec = gst_element_factory_make ("gemma3ndecoder", NULL);
+  g_object_set (dec, "model", dir, NULL);
+  gchar *tok = g_build_filename (dir, "tokenizer.json", NULL);
+  check_ready_fails (dec, tok);
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++) {
+    gchar *link = g_build_filename (dir, files[i], NULL);
+    g_unlink (link);
+    g_free (link);
+  }
+  g_rmdir (dir);
+  g_free (tok);
+  g_free (dir);
 }
 GST_END_TEST;
 
@@ -1006,12 +1080,14 @@ decoder_suite (void)
   tcase_add_test (tc, test_ask_not_running);
   tcase_add_test (tc, test_ask_from_worker_refused);
   tcase_add_test (tc, test_text_turn);
+  tcase_add_test (tc, test_eos_waits_for_every_sink);
   tcase_add_test (tc, test_context_shift);
   tcase_add_test (tc, test_session_file_resumes);
   tcase_add_test (tc, test_missing_model);
   tcase_add_test (tc, test_no_model_set);
   tcase_add_test (tc, test_no_audio_tower);
   tcase_add_test (tc, test_custom_without_prompt);
+  tcase_add_test (tc, test_missing_tokenizer);
   tcase_add_test (tc, test_bad_session_file);
   tcase_add_test (tc, test_wrong_width_refused);
   tcase_add_test (tc, test_latency_query);
