@@ -460,6 +460,16 @@ model_failure (GstGemma3nDecoder *self, const char *what, GError *error)
   return GST_FLOW_ERROR;
 }
 
+/* src's caps are fixed, whatever the input's. */
+static GstEvent *
+src_caps_event (void)
+{
+  GstCaps *caps = gst_static_pad_template_get_caps (&src_template);
+  GstEvent *event = gst_event_new_caps (caps);
+  gst_caps_unref (caps);
+  return event;
+}
+
 /* Output can start before anything came on audio_sink (a text turn): src then gets its own start. */
 static void
 ensure_src_started (GstGemma3nDecoder *self)
@@ -473,7 +483,7 @@ ensure_src_started (GstGemma3nDecoder *self)
     g_free (id);
   }
   if (!gst_pad_has_current_caps (self->src))
-    gst_pad_push_event (self->src, gst_event_new_caps (gst_static_pad_template_get_caps (&src_template)));
+    gst_pad_push_event (self->src, src_caps_event ());
   ev = gst_pad_get_sticky_event (self->src, GST_EVENT_SEGMENT, 0);
   if (ev) {
     gst_event_unref (ev);
@@ -852,7 +862,7 @@ handle_event (GstGemma3nDecoder *self, SinkInfo *info, GstEvent *event)
     }
     case GST_EVENT_CAPS:
       gst_event_unref (event);
-      gst_pad_push_event (self->src, gst_event_new_caps (gst_static_pad_template_get_caps (&src_template)));
+      gst_pad_push_event (self->src, src_caps_event ());
       return GST_FLOW_OK;
     default:
       /* the output's stream follows the audio's (stream-start, segment, tags); text pads' are their own */
@@ -870,7 +880,7 @@ resend_one_sticky (GstPad *pad, GstEvent **event, gpointer user_data)
   GstGemma3nDecoder *self = user_data;
   switch (GST_EVENT_TYPE (*event)) {
     case GST_EVENT_CAPS:
-      gst_pad_push_event (self->src, gst_event_new_caps (gst_static_pad_template_get_caps (&src_template)));
+      gst_pad_push_event (self->src, src_caps_event ());
       break;
     case GST_EVENT_STREAM_START:
     case GST_EVENT_SEGMENT:

@@ -656,7 +656,9 @@ GST_START_TEST (test_eos_waits_for_every_sink)
   fail_unless_equals_int (gst_pad_link (text_src, text_sink), GST_PAD_LINK_OK);
   gst_pad_set_active (text_src, TRUE);
   fail_unless (gst_pad_push_event (text_src, gst_event_new_stream_start ("text")));
-  fail_unless (gst_pad_push_event (text_src, gst_event_new_caps (gst_caps_from_string ("text/x-raw, format=utf8"))));
+  GstCaps *text_caps = gst_caps_from_string ("text/x-raw, format=utf8");
+  fail_unless (gst_pad_push_event (text_src, gst_event_new_caps (text_caps)));
+  gst_caps_unref (text_caps);
   GstSegment segment;
   gst_segment_init (&segment, GST_FORMAT_TIME);
   fail_unless (gst_pad_push_event (text_src, gst_event_new_segment (&segment)));
