@@ -1192,7 +1192,13 @@ gst_gemma3n_decoder_src_query (GstPad *pad, GstObject *parent, GstQuery *query)
   if (GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
     return gst_pad_query_default (pad, parent, query);
   GstQuery *up = gst_query_new_latency ();
-  gboolean ok = gst_pad_peer_query (self->audio_sink, up);
+  gboolean ok;
+  if (gst_pad_is_linked (self->audio_sink)) {
+    ok = gst_pad_peer_query (self->audio_sink, up);
+  } else { /* text turns only: our own latency, not live */
+    gst_query_set_latency (up, FALSE, 0, GST_CLOCK_TIME_NONE);
+    ok = TRUE;
+  }
   if (ok) {
     gboolean live;
     GstClockTime min, max, latency;
