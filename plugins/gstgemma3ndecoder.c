@@ -195,7 +195,8 @@ struct _GstGemma3nDecoder {
   gboolean resend_sticky; /* after a flush: src gets audio_sink's sticky events again */
   Segment seg;
   GQueue deferred; /* of Deferred* */
-  guint64 n_turns;
+  guint64 n_turns;      /* answers generated: seeds each turn's sampler */
+  guint64 n_segments;   /* segments opened: numbers those without a START */
 
   GMutex ask_lock;
   GCond ask_cond;
@@ -636,6 +637,7 @@ open_segment (GstGemma3nDecoder *self, guint64 index, GstClockTime start, GstClo
   if (!g3n_session_begin_audio (self->session, &error))
     return model_failure (self, "begin a speech segment", error);
   self->seg = (Segment) { TRUE, 0, index, start, duration, GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE };
+  self->n_segments++;
   GST_DEBUG_OBJECT (self, "segment %" G_GUINT64_FORMAT " opened at %" GST_TIME_FORMAT, index,
                     GST_TIME_ARGS (start));
   return GST_FLOW_OK;
@@ -702,7 +704,7 @@ handle_audio_buffer (GstGemma3nDecoder *self, GstBuffer *buf)
 {
   GstFlowReturn ret = GST_FLOW_OK;
   if (!self->seg.open) { /* embeddings without a START: a segment of their own, closed by START or EOS */
-    ret = open_segment (self, self->n_turns, GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE);
+    ret = open_segment (self, self->n_segments, GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE);
     if (ret != GST_FLOW_OK)
       return ret;
   }
