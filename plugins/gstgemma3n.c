@@ -17,6 +17,8 @@ plugin_init (GstPlugin *plugin)
   gboolean ok = TRUE;
   ok &= GST_ELEMENT_REGISTER (gemma3nmel, plugin);
   ok &= GST_ELEMENT_REGISTER (gemma3naudioenc, plugin);
+  ok &= GST_ELEMENT_REGISTER (gemma3ndecoder, plugin);
+  ok &= GST_ELEMENT_REGISTER (gemma3ntranscriber, plugin);
   return ok;
 }
 

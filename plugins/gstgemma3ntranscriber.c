@@ -34,7 +34,10 @@
 
 #include "gstgemma3ntranscriber.h"
 
+#include "gstgemma3naudioenc.h"
+#include "gstgemma3ndecoder.h"
 #include "gstgemma3nelements.h"
+#include "gstgemma3nmel.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_gemma3n_transcriber_debug);
 #define GST_CAT_DEFAULT gst_gemma3n_transcriber_debug
@@ -50,40 +53,46 @@ static const char *const child_factories[N_CHILDREN] = {
 #define TO_DECODER (1 << DECODER)
 
 /* The bin's properties: each one is a property of the elements named in `to`, with the first one's type,
- * range, default and documentation; reading it reads the first one. */
+ * range and default, and its documentation unless `blurb` says what it means for the bin; reading it reads
+ * the first one. */
 typedef struct {
   const char *name;
   guint to;
+  const char *blurb;
 } Proxy;
 
 static const Proxy proxies[] = {
-  { "model", TO_MEL | TO_ENCODER | TO_DECODER },
-  { "quant", TO_DECODER },
-  { "quant-cache", TO_DECODER },
-  { "threads", TO_DECODER | TO_ENCODER },
-  { "language-code", TO_DECODER },
-  { "latency", TO_DECODER },
-  { "lateness", TO_DECODER },
-  { "task", TO_DECODER },
-  { "prompt", TO_DECODER },
-  { "system-prompt", TO_DECODER },
-  { "target-language", TO_DECODER },
-  { "max-new-tokens", TO_DECODER },
-  { "temperature", TO_DECODER },
-  { "seed", TO_DECODER },
-  { "context-size", TO_DECODER },
-  { "kv-type", TO_DECODER },
-  { "audio-padding", TO_DECODER },
-  { "session-file", TO_DECODER },
-  { "tokens-per-second", TO_DECODER },
-  { "repeat-limit", TO_DECODER },
-  { "max-backlog", TO_DECODER | TO_ENCODER },
-  { "vad", TO_MEL },
-  { "silence-threshold", TO_MEL },
-  { "pause", TO_MEL },
-  { "max-segment", TO_MEL },
-  { "min-speech", TO_MEL },
-  { "pre-roll", TO_MEL },
+  { "model", TO_DECODER | TO_ENCODER | TO_MEL,
+    "Gemma 3n checkpoint folder (config.json, safetensors, tokenizer.json), with an audio tower: its features' "
+    "settings, audio encoder and decoder, loaded once and shared by every element naming it" },
+  { "quant", TO_DECODER, NULL },
+  { "quant-cache", TO_DECODER, NULL },
+  { "threads", TO_DECODER | TO_ENCODER, "Threads the audio encoder and the decoder each compute with (0 = all cores)" },
+  { "language-code", TO_DECODER, NULL },
+  { "latency", TO_DECODER, NULL },
+  { "lateness", TO_DECODER, NULL },
+  { "task", TO_DECODER, NULL },
+  { "prompt", TO_DECODER, NULL },
+  { "system-prompt", TO_DECODER, NULL },
+  { "target-language", TO_DECODER, NULL },
+  { "max-new-tokens", TO_DECODER, NULL },
+  { "temperature", TO_DECODER, NULL },
+  { "seed", TO_DECODER, NULL },
+  { "context-size", TO_DECODER, NULL },
+  { "kv-type", TO_DECODER, NULL },
+  { "audio-padding", TO_DECODER, NULL },
+  { "session-file", TO_DECODER, NULL },
+  { "tokens-per-second", TO_DECODER, NULL },
+  { "repeat-limit", TO_DECODER, NULL },
+  { "max-backlog", TO_DECODER | TO_ENCODER,
+    "Milliseconds of audio that may wait for the audio encoder, and for the decoder: beyond it a file source "
+    "waits, a live source's oldest waiting speech segments are dropped with a warning" },
+  { "vad", TO_MEL, NULL },
+  { "silence-threshold", TO_MEL, NULL },
+  { "pause", TO_MEL, NULL },
+  { "max-segment", TO_MEL, NULL },
+  { "min-speech", TO_MEL, NULL },
+  { "pre-roll", TO_MEL, NULL },
 };
 
 struct _GstGemma3nTranscriber {
@@ -116,12 +125,12 @@ first_child (guint to)
 
 /* A property of the bin with the type, range, default and blurb of the child's property `p`. */
 static GParamSpec *
-proxy_param_spec (GParamSpec *p)
+proxy_param_spec (GParamSpec *p, const char *own_blurb)
 {
   const GParamFlags flags = (p->flags & (G_PARAM_READWRITE | GST_PARAM_MUTABLE_READY | GST_PARAM_MUTABLE_PAUSED
                                          | GST_PARAM_MUTABLE_PLAYING | GST_PARAM_CONTROLLABLE))
                             | G_PARAM_STATIC_STRINGS;
-  const char *name = g_param_spec_get_name (p), *nick = g_param_spec_get_nick (p), *blurb = g_param_spec_get_blurb (p);
+  const char *name = g_param_spec_get_name (p), *nick = g_param_spec_get_nick (p), *blurb = own_blurb ? own_blurb : g_param_spec_get_blurb (p);
   if (G_IS_PARAM_SPEC_STRING (p))
     return g_param_spec_string (name, nick, blurb, G_PARAM_SPEC_STRING (p)->default_value, flags);
   if (G_IS_PARAM_SPEC_BOOLEAN (p))
@@ -230,7 +239,9 @@ static void
 add_ghost_pad (GstGemma3nTranscriber *self, GstElement *child, const char *child_pad, GstStaticPadTemplate *tmpl)
 {
   GstPad *target = child ? gst_element_get_static_pad (child, child_pad) : NULL;
-  GstPad *ghost = gst_ghost_pad_new_no_target_from_static_template (tmpl->name_template, tmpl);
+  GstPadTemplate *pad_template = gst_static_pad_template_get (tmpl);
+  GstPad *ghost = gst_ghost_pad_new_no_target_from_template (tmpl->name_template, pad_template);
+  gst_object_unref (pad_template);
   if (target) {
     gst_ghost_pad_set_target (GST_GHOST_PAD (ghost), target);
     gst_object_unref (target);
@@ -269,23 +280,19 @@ gst_gemma3n_transcriber_change_state (GstElement *element, GstStateChange transi
 static void
 install_proxies (GObjectClass *gobject_class)
 {
+  /* The classes stay referenced: the proxies' strings and enum types are theirs. */
   GObjectClass *child_class[N_CHILDREN] = { NULL };
-  for (int c = MEL; c < N_CHILDREN; c++) {
-    GstElementFactory *f = gst_element_factory_find (child_factories[c]);
-    GType type = f ? gst_element_factory_get_element_type (f) : G_TYPE_INVALID;
-    if (f)
-      gst_object_unref (f);
-    child_class[c] = type ? g_type_class_ref (type) : NULL;
-  }
+  child_class[MEL] = g_type_class_ref (GST_TYPE_GEMMA3N_MEL);
+  child_class[ENCODER] = g_type_class_ref (GST_TYPE_GEMMA3N_AUDIO_ENC);
+  child_class[DECODER] = g_type_class_ref (GST_TYPE_GEMMA3N_DECODER);
   for (guint i = 0; i < G_N_ELEMENTS (proxies); i++) {
     GObjectClass *k = child_class[first_child (proxies[i].to)];
     GParamSpec *p = k ? g_object_class_find_property (k, proxies[i].name) : NULL;
     if (p)
-      g_object_class_install_property (gobject_class, i + 1, proxy_param_spec (p));
+      g_object_class_install_property (gobject_class, i + 1, proxy_param_spec (p, proxies[i].blurb));
     else
-      g_warning ("gemma3ntranscriber: no property %s to proxy", proxies[i].name);
+      g_error ("gemma3ntranscriber: no property %s to proxy", proxies[i].name);
   }
-  /* The classes stay referenced: the proxies' strings and enum types are theirs. */
 }
 
 static void
