@@ -123,7 +123,7 @@ main (int argc, char **argv)
     g_string_append_printf (props, " %s", sets[i]);
   g_autofree char *desc = g_strdup_printf (
     "filesrc location=\"%s\" ! decodebin ! audioconvert ! audioresample ! identity sync=%s ! "
-    "gemma3ntranscriber name=t%s ! fakesink", argv[1], realtime ? "true" : "false", props->str);
+    "gemma3ntranscriber name=t%s ! fakesink sync=false", argv[1], realtime ? "true" : "false", props->str);
   g_string_free (props, TRUE);
   GstElement *pipeline = gst_parse_launch (desc, &error);
   if (error) { /* also a pipeline made without an element it names (the plugin not found) */
