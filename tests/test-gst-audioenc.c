@@ -295,6 +295,8 @@ harness_new (const char *props)
   GstElement *enc = gst_parse_launch (desc, &error);
   fail_unless (enc != NULL, "%s: %s", desc, error ? error->message : "");
   GstHarness *h = gst_harness_new_with_element (enc, "sink", "src");
+  /* The harness's upstream is live: a test clock that never moves shows nothing here waits for the clock. */
+  gst_harness_use_testclock (h);
   gst_object_unref (enc);
   gst_harness_set_live (h, FALSE);
   return h;

@@ -199,6 +199,8 @@ fixture_new (const char *first_prop, ...)
   f.h = gst_harness_new_with_element (f.dec, "audio_sink", "src");
   if (!upstream_live)
     gst_pad_add_probe (f.h->srcpad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM, answer_not_live, NULL, NULL);
+  else /* live cases on a test clock that never moves: nothing in the element may wait for the clock */
+    gst_harness_use_testclock (f.h);
   gchar *caps = g_strdup_printf (EMBEDDINGS_CAPS, n_embd);
   gst_harness_set_src_caps_str (f.h, caps);
   g_free (caps);

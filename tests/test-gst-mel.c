@@ -116,6 +116,8 @@ run_new (const char *props)
   gst_element_set_bus (el, run->bus);
   run->items = g_ptr_array_new_with_free_func ((GDestroyNotify) gst_mini_object_unref);
   run->h = gst_harness_new_with_element (el, "sink", "src");
+  /* The harness's upstream is live: a test clock that never moves shows nothing here waits for the clock. */
+  gst_harness_use_testclock (run->h);
   gst_object_unref (el);
   gst_pad_add_probe (run->h->sinkpad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM |
                      GST_PAD_PROBE_TYPE_EVENT_FLUSH, record, run, NULL);
