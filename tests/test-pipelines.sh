@@ -147,5 +147,15 @@ elif grep -q "nothing.wav" "$tmp/err"; then ok "missing input: error naming it";
 if MODEL="$tmp/no-model" "$P/file-subtitles.sh" "$sample" "$tmp/x" 2>"$tmp/err"; then bad "missing model accepted"
 elif grep -q "no-model" "$tmp/err"; then ok "missing model: error naming it"; else bad "missing model: $(cat "$tmp/err")"; fi
 
+# the element's own errors through gst-launch: a model folder that does not exist, a checkpoint without an
+# audio tower → the state change fails, gst-launch exits non-zero with a message naming it
+for bad in "$tmp/no-such-model:no-such-model" "$DATA/text-matformer:audio"; do
+  dir=${bad%%:*} word=${bad#*:}
+  if timeout 60 gst-launch-1.0 -q audiotestsrc num-buffers=10 ! gemma3ntranscriber model="$dir" ! fakesink \
+       >"$tmp/out" 2>"$tmp/err"; then bad "gst-launch accepted model $dir"
+  elif grep -q "$word" "$tmp/err"; then ok "gst-launch with model $(basename "$dir"): exit non-zero, \"$(grep -m1 "$word" "$tmp/err" | cut -c1-90)\""
+  else bad "gst-launch with model $dir: $(cat "$tmp/err")"; fi
+done
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
