@@ -84,6 +84,7 @@ static const Proxy proxies[] = {
   { "session-file", TO_DECODER, NULL },
   { "tokens-per-second", TO_DECODER, NULL },
   { "repeat-limit", TO_DECODER, NULL },
+  { "batch-rows", TO_ENCODER, NULL },
   { "max-backlog", TO_DECODER | TO_ENCODER,
     "Milliseconds of audio that may wait for the audio encoder, and for the decoder: beyond it a file source "
     "waits, a live source's oldest waiting speech segments are dropped with a warning" },
