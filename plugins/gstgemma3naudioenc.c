@@ -378,11 +378,7 @@ worker_stop (GstGemma3nAudioEnc *self, GstFlowReturn ret)
   GST_OBJECT_UNLOCK (self);
   gst_gemma3n_queue_set_flushing (self->queue, TRUE); /* a streaming thread waiting for room returns */
   gst_pad_pause_task (self->srcpad);
-  if (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS) {
-    if (!self->error_posted)
-      GST_ELEMENT_FLOW_ERROR (self, ret);
-    gst_pad_push_event (self->srcpad, gst_event_new_eos ());
-  }
+  gst_gemma3n_worker_end_on_fatal (GST_ELEMENT_CAST (self), self->srcpad, ret, self->error_posted);
 }
 
 static void

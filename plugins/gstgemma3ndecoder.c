@@ -928,14 +928,10 @@ worker_loop (gpointer user_data)
   GST_OBJECT_LOCK (self);
   self->src_result = ret;
   GST_OBJECT_UNLOCK (self);
-  if (ret == GST_FLOW_FLUSHING) {
+  /* model failures (GST_FLOW_ERROR) posted their own error */
+  if (ret == GST_FLOW_FLUSHING
+      || gst_gemma3n_worker_end_on_fatal (GST_ELEMENT_CAST (self), self->src, ret, ret == GST_FLOW_ERROR))
     gst_pad_pause_task (self->src);
-  } else if (ret < GST_FLOW_EOS) {
-    if (ret != GST_FLOW_ERROR) /* model failures posted their own error */
-      GST_ELEMENT_FLOW_ERROR (self, ret);
-    gst_pad_push_event (self->src, gst_event_new_eos ());
-    gst_pad_pause_task (self->src);
-  }
 }
 
 /* ---------------------------------------------------------------- streaming threads */

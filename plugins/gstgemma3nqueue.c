@@ -313,6 +313,17 @@ gst_gemma3n_upstream_is_live (GstPad *sinkpad)
   return live;
 }
 
+gboolean
+gst_gemma3n_worker_end_on_fatal (GstElement *element, GstPad *srcpad, GstFlowReturn ret, gboolean error_posted)
+{
+  if (ret != GST_FLOW_NOT_LINKED && ret >= GST_FLOW_EOS)
+    return FALSE;
+  if (!error_posted)
+    GST_ELEMENT_FLOW_ERROR (element, ret);
+  gst_pad_push_event (srcpad, gst_event_new_eos ());
+  return TRUE;
+}
+
 GstMiniObject *
 gst_gemma3n_queue_pop (GstGemma3nQueue *q, gpointer *tag)
 {

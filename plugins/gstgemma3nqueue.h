@@ -16,8 +16,9 @@
  * pad they came from). Flushing empties the queue and makes every push and pop return at once.
  *
  * The streaming-thread plumbing every element with a worker needs goes with it: whether upstream is live
- * (which policy a push follows), pushes that report live drops on the element's bus, and the re-queueing of
- * a sink pad's sticky events after a flush emptied the queue.
+ * (which policy a push follows), pushes that report live drops on the element's bus, the re-queueing of
+ * a sink pad's sticky events after a flush emptied the queue, and how the worker ends a stream on a fatal
+ * flow.
  */
 #ifndef GST_GEMMA3N_QUEUE_H
 #define GST_GEMMA3N_QUEUE_H
@@ -59,6 +60,12 @@ void gst_gemma3n_queue_requeue_sticky (GstGemma3nQueue *q, GstPad *sinkpad, GstP
                                        gboolean live, GstElement *element);
 /* Whether the source upstream of `sinkpad` is live, by its latency query (FALSE when nobody answers). */
 gboolean gst_gemma3n_upstream_is_live (GstPad *sinkpad);
+
+/* Worker, stopping on `ret`: a fatal flow (NOT_LINKED, or an error below EOS) ends the stream as GstQueue
+ * does: a flow error on the bus (unless the element posted its own, `error_posted`) and EOS downstream, so
+ * that the pipeline ends rather than stalls. TRUE when `ret` was fatal. */
+gboolean gst_gemma3n_worker_end_on_fatal (GstElement *element, GstPad *srcpad, GstFlowReturn ret,
+                                          gboolean error_posted);
 
 /* Worker: the oldest item (the caller owns it) and its tag, waiting for one; NULL when flushing. The item
  * counts as in progress until gst_gemma3n_queue_done. */

@@ -3,7 +3,7 @@
  * wait and drop the oldest unbegun segments as GAPs, begun segments and items outside segments are kept,
  * flushing unblocks everyone, wait_empty waits for the worker's done; the streaming-thread helpers: one drop
  * warning per burst (and at EOS), the sticky events a flush lost queued again, upstream's liveness from its
- * latency answer. Expected values are from first principles (the spans pushed, the events stored). */
+ * latency answer, which flows end the stream. Expected values are from first principles (the spans pushed, the events stored). */
 #include <gst/check/gstcheck.h>
 #include <string.h>
 
@@ -483,6 +483,60 @@ GST_START_TEST (test_upstream_is_live)
 }
 GST_END_TEST;
 
+static gint eos_received;
+
+static gboolean
+count_eos (GstPad *pad, GstObject *parent, GstEvent *event)
+{
+  (void) pad;
+  (void) parent;
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS)
+    g_atomic_int_inc (&eos_received);
+  gst_event_unref (event);
+  return TRUE;
+}
+
+/* What the worker does on stopping with `ret`: (fatal?, EOS sent downstream?, error messages posted). */
+static void
+check_end_on_fatal (GstFlowReturn ret, gboolean error_posted, gboolean fatal, guint n_errors)
+{
+  GstElement *element = gst_bin_new ("worker0");
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (element, bus);
+  GstPad *src = active_pad ("src", GST_PAD_SRC), *sink = gst_pad_new ("sink", GST_PAD_SINK);
+  gst_pad_set_event_function (sink, count_eos);
+  fail_unless (gst_pad_set_active (sink, TRUE));
+  fail_unless_equals_int (gst_pad_link (src, sink), GST_PAD_LINK_OK);
+  g_atomic_int_set (&eos_received, 0);
+  fail_unless_equals_int (gst_gemma3n_worker_end_on_fatal (element, src, ret, error_posted), fatal);
+  fail_unless_equals_int (g_atomic_int_get (&eos_received), fatal ? 1 : 0);
+  guint errors = 0;
+  GstMessage *m;
+  while ((m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR))) {
+    errors++;
+    gst_message_unref (m);
+  }
+  fail_unless_equals_int (errors, n_errors);
+  gst_element_set_bus (element, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (element);
+  gst_object_unref (src);
+  gst_object_unref (sink);
+}
+
+/* NOT_LINKED and errors below EOS end the stream (an error, unless posted already, and EOS); OK, EOS and
+ * FLUSHING do not. */
+GST_START_TEST (test_worker_end_on_fatal)
+{
+  check_end_on_fatal (GST_FLOW_OK, FALSE, FALSE, 0);
+  check_end_on_fatal (GST_FLOW_EOS, FALSE, FALSE, 0);
+  check_end_on_fatal (GST_FLOW_FLUSHING, FALSE, FALSE, 0);
+  check_end_on_fatal (GST_FLOW_NOT_LINKED, FALSE, TRUE, 1);
+  check_end_on_fatal (GST_FLOW_NOT_NEGOTIATED, FALSE, TRUE, 1);
+  check_end_on_fatal (GST_FLOW_ERROR, TRUE, TRUE, 0);
+}
+GST_END_TEST;
+
 static Suite *
 queue_suite (void)
 {
@@ -498,6 +552,7 @@ queue_suite (void)
   tcase_add_test (tc, test_push_reporting_warns_per_burst);
   tcase_add_test (tc, test_requeue_sticky);
   tcase_add_test (tc, test_upstream_is_live);
+  tcase_add_test (tc, test_worker_end_on_fatal);
   return s;
 }
 
