@@ -56,9 +56,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_gemma3n_audio_enc_debug);
 #define MAX_BATCH_ROWS 64
 #define MAX_MAX_BACKLOG (3600 * 1000)
 
-/* Live drops that go on without a pause are still reported this often (media time dropped). */
-#define WARN_EVERY (10 * GST_SECOND)
-
 /* The tower's geometry: two stride-2 convolutions make one sub-sampled row of 4 feature frames, and the
  * convolutions read LOOKAHEAD_FRAMES frames past a row before it is final. */
 #define FRAMES_PER_ROW 4
@@ -96,7 +93,6 @@ struct _GstGemma3nAudioEnc {
   /* streaming thread */
   gboolean upstream_live;
   gboolean sink_caps_ok;
-  GstGemma3nDropped dropping; /* what the live drops since the last warning took */
 
   /* under the object lock: OK while the worker runs, else why it stopped (what chain returns) */
   GstFlowReturn srcresult;
@@ -382,11 +378,7 @@ worker_stop (GstGemma3nAudioEnc *self, GstFlowReturn ret)
   GST_OBJECT_UNLOCK (self);
   gst_gemma3n_queue_set_flushing (self->queue, TRUE); /* a streaming thread waiting for room returns */
   gst_pad_pause_task (self->srcpad);
-  if (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS) {
-    if (!self->error_posted)
-      GST_ELEMENT_FLOW_ERROR (self, ret);
-    gst_pad_push_event (self->srcpad, gst_event_new_eos ());
-  }
+  gst_gemma3n_worker_end_on_fatal (GST_ELEMENT_CAST (self), self->srcpad, ret, self->error_posted);
 }
 
 static void
@@ -444,67 +436,11 @@ src_activate_mode (GstPad *pad, GstObject *parent, GstPadMode mode, gboolean act
 
 /* ---------------------------------------------------------------- streaming thread */
 
-static gboolean
-upstream_is_live (GstGemma3nAudioEnc *self)
-{
-  GstQuery *query = gst_query_new_latency ();
-  gboolean live = FALSE;
-  if (gst_pad_peer_query (self->sinkpad, query))
-    gst_query_parse_latency (query, &live, NULL, NULL);
-  gst_query_unref (query);
-  return live;
-}
-
-static void
-warn_dropped (GstGemma3nAudioEnc *self, const GstGemma3nDropped *dropped)
-{
-  GST_OBJECT_LOCK (self);
-  guint backlog = self->max_backlog;
-  GST_OBJECT_UNLOCK (self);
-  /* the machine computes slower than the live source speaks: basesink's "too slow" category */
-  GST_ELEMENT_WARNING (self, CORE, CLOCK,
-                       ("The audio encoder fell more than max-backlog (%u ms) behind the live source: dropped %u "
-                        "speech segment(s), %.3f s of audio, from %" GST_TIME_FORMAT ".",
-                        backlog, dropped->segments, (double) dropped->duration / GST_SECOND,
-                        GST_TIME_ARGS (dropped->start)),
-                       (NULL));
-}
-
-/* A dropped segment goes in pieces (its START, then its buffers as they arrive): the warning waits until the
- * drops stop (a push that drops nothing, EOS), so that it says how much; a source that never lets the encoder
- * catch up still gets one every WARN_EVERY of dropped audio. */
-static void
-account_dropped (GstGemma3nAudioEnc *self, const GstGemma3nDropped *now, gboolean last)
-{
-  GstGemma3nDropped *acc = &self->dropping;
-  gboolean dropped_now = now->segments > 0 || now->duration > 0;
-  if (dropped_now) {
-    acc->segments += now->segments;
-    acc->duration += now->duration;
-    if (!GST_CLOCK_TIME_IS_VALID (acc->start))
-      acc->start = now->start;
-  }
-  if (acc->segments == 0 && acc->duration == 0)
-    return;
-  GST_OBJECT_LOCK (self);
-  GstClockTime backlog = self->max_backlog * GST_MSECOND;
-  GST_OBJECT_UNLOCK (self);
-  if (!dropped_now || last || acc->duration >= MAX (backlog, WARN_EVERY)) {
-    warn_dropped (self, acc);
-    *acc = (GstGemma3nDropped) { 0, 0, GST_CLOCK_TIME_NONE };
-  }
-}
-
 /* Queues an item for the worker; FALSE when the worker is not taking any (flushing, stopped). */
 static gboolean
 queue_item (GstGemma3nAudioEnc *self, GstMiniObject *item)
 {
-  GstGemma3nDropped dropped;
-  gboolean eos = GST_IS_EVENT (item) && GST_EVENT_TYPE (item) == GST_EVENT_EOS;
-  if (!gst_gemma3n_queue_push (self->queue, item, NULL, self->upstream_live, &dropped))
-    return FALSE;
-  account_dropped (self, &dropped, eos);
-  return TRUE;
+  return gst_gemma3n_queue_push_reporting (self->queue, item, NULL, self->upstream_live, GST_ELEMENT_CAST (self));
 }
 
 static GstFlowReturn
@@ -548,26 +484,6 @@ accept_mel_caps (GstGemma3nAudioEnc *self, GstCaps *caps)
   return TRUE;
 }
 
-/* A flush empties the queue, and with it sticky events the worker had not taken yet: upstream does not send
- * them again (the sink pad holds them), so they are queued again for the worker, except those the source
- * pad already has and the segment, which upstream sends anew after a flush. */
-static gboolean
-requeue_sticky (GstPad *pad, GstEvent **event, gpointer user_data)
-{
-  (void) pad;
-  GstGemma3nAudioEnc *self = user_data;
-  GstEventType type = GST_EVENT_TYPE (*event);
-  if (type == GST_EVENT_SEGMENT || type == GST_EVENT_EOS)
-    return TRUE;
-  GstEvent *sent = gst_pad_get_sticky_event (self->srcpad, type, 0);
-  /* the source pad carries our caps, not the mel caps: the worker skips them when they are unchanged */
-  if (type == GST_EVENT_CAPS || sent != *event)
-    queue_item (self, GST_MINI_OBJECT_CAST (gst_event_ref (*event)));
-  if (sent)
-    gst_event_unref (sent);
-  return TRUE;
-}
-
 static gboolean
 sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
 {
@@ -582,7 +498,9 @@ sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     case GST_EVENT_FLUSH_STOP:
       ok = gst_pad_push_event (self->srcpad, event);
       ok &= worker_start (self);
-      gst_pad_sticky_events_foreach (self->sinkpad, requeue_sticky, self);
+      /* the worker skips the mel caps when they are unchanged */
+      gst_gemma3n_queue_requeue_sticky (self->queue, self->sinkpad, self->srcpad, NULL, self->upstream_live,
+                                        GST_ELEMENT_CAST (self));
       return ok;
     case GST_EVENT_CAPS: {
       GstCaps *caps;
@@ -592,12 +510,12 @@ sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
         gst_event_unref (event);
         return FALSE;
       }
-      self->upstream_live = upstream_is_live (self);
+      self->upstream_live = gst_gemma3n_upstream_is_live (self->sinkpad);
       GST_DEBUG_OBJECT (self, "upstream is %s", self->upstream_live ? "live" : "not live");
       return queue_item (self, GST_MINI_OBJECT_CAST (event));
     }
     case GST_EVENT_STREAM_START:
-      self->upstream_live = upstream_is_live (self);
+      self->upstream_live = gst_gemma3n_upstream_is_live (self->sinkpad);
       return queue_item (self, GST_MINI_OBJECT_CAST (event));
     default:
       if (GST_EVENT_IS_SERIALIZED (event))
@@ -755,7 +673,6 @@ open_model (GstGemma3nAudioEnc *self)
     return FALSE;
   }
   self->sink_caps_ok = FALSE;
-  self->dropping = (GstGemma3nDropped) { 0, 0, GST_CLOCK_TIME_NONE };
   self->bins = self->hop = self->rate = 0;
   self->queue = gst_gemma3n_queue_new (backlog * GST_MSECOND);
   gst_gemma3n_queue_set_flushing (self->queue, TRUE); /* until the source pad starts the worker */

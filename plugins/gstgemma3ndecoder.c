@@ -192,7 +192,6 @@ struct _GstGemma3nDecoder {
   GstFlowReturn src_result;  /* the worker's last push (object lock) */
 
   /* worker */
-  gboolean resend_sticky; /* after a flush: src gets audio_sink's sticky events again */
   Segment seg;
   GQueue deferred; /* of Deferred* */
   guint64 n_turns;      /* answers generated: seeds each turn's sampler */
@@ -876,33 +875,9 @@ handle_event (GstGemma3nDecoder *self, SinkInfo *info, GstEvent *event)
   }
 }
 
-static gboolean
-resend_one_sticky (GstPad *pad, GstEvent **event, gpointer user_data)
-{
-  GstGemma3nDecoder *self = user_data;
-  switch (GST_EVENT_TYPE (*event)) {
-    case GST_EVENT_CAPS:
-      gst_pad_push_event (self->src, src_caps_event ());
-      break;
-    case GST_EVENT_STREAM_START:
-    case GST_EVENT_SEGMENT:
-    case GST_EVENT_TAG:
-      gst_pad_push_event (self->src, gst_event_ref (*event));
-      break;
-    default:
-      break;
-  }
-  return TRUE;
-}
-
 static GstFlowReturn
 handle_item (GstGemma3nDecoder *self, SinkInfo *info, GstMiniObject *item)
 {
-  /* a flush may have dropped the queued stream-start, caps or segment that src had not had yet */
-  if (self->resend_sticky && info->kind == SINK_AUDIO) {
-    self->resend_sticky = FALSE;
-    gst_pad_sticky_events_foreach (self->audio_sink, resend_one_sticky, self);
-  }
   GST_OBJECT_LOCK (self);
   gboolean released = !info->pad;
   GST_OBJECT_UNLOCK (self);
@@ -953,14 +928,10 @@ worker_loop (gpointer user_data)
   GST_OBJECT_LOCK (self);
   self->src_result = ret;
   GST_OBJECT_UNLOCK (self);
-  if (ret == GST_FLOW_FLUSHING) {
+  /* model failures (GST_FLOW_ERROR) posted their own error */
+  if (ret == GST_FLOW_FLUSHING
+      || gst_gemma3n_worker_end_on_fatal (GST_ELEMENT_CAST (self), self->src, ret, ret == GST_FLOW_ERROR))
     gst_pad_pause_task (self->src);
-  } else if (ret < GST_FLOW_EOS) {
-    if (ret != GST_FLOW_ERROR) /* model failures posted their own error */
-      GST_ELEMENT_FLOW_ERROR (self, ret);
-    gst_pad_push_event (self->src, gst_event_new_eos ());
-    gst_pad_pause_task (self->src);
-  }
 }
 
 /* ---------------------------------------------------------------- streaming threads */
@@ -999,7 +970,6 @@ restart_worker (GstGemma3nDecoder *self)
   if (self->cancellable)
     g_cancellable_reset (self->cancellable);
   reset_worker_state (self);
-  self->resend_sticky = TRUE;
   gst_gemma3n_queue_set_flushing (self->queue, FALSE);
   g_mutex_lock (&self->ask_lock);
   self->accepting_asks = TRUE;
@@ -1008,42 +978,20 @@ restart_worker (GstGemma3nDecoder *self)
 }
 
 static gboolean
-upstream_is_live (GstGemma3nDecoder *self)
+upstream_live (GstGemma3nDecoder *self)
 {
-  GstQuery *q = gst_query_new_latency ();
-  gboolean live = FALSE;
-  if (gst_pad_peer_query (self->audio_sink, q))
-    gst_query_parse_latency (q, &live, NULL, NULL);
-  gst_query_unref (q);
-  return live;
-}
-
-static void
-warn_dropped (GstGemma3nDecoder *self, const GstGemma3nDropped *d)
-{
-  guint backlog;
   GST_OBJECT_LOCK (self);
-  backlog = self->max_backlog_ms;
+  gboolean live = self->live;
   GST_OBJECT_UNLOCK (self);
-  GST_ELEMENT_WARNING (self, STREAM, FAILED, ("Decoding is behind the live stream: speech dropped"),
-                       ("dropped %" GST_TIME_FORMAT " of audio in %u segment(s) from %" GST_TIME_FORMAT
-                        ": more than max-backlog = %u ms waited for the decoder",
-                        GST_TIME_ARGS (d->duration), d->segments, GST_TIME_ARGS (d->start), backlog));
+  return live;
 }
 
 /* Streaming thread: everything goes to the worker, in order. */
 static gboolean
 queue_item (GstGemma3nDecoder *self, GstPad *pad, GstMiniObject *item)
 {
-  GstGemma3nDropped dropped;
-  GST_OBJECT_LOCK (self);
-  gboolean live = self->live;
-  GST_OBJECT_UNLOCK (self);
-  if (!gst_gemma3n_queue_push (self->queue, item, gst_pad_get_element_private (pad), live, &dropped))
-    return FALSE;
-  if (dropped.segments)
-    warn_dropped (self, &dropped);
-  return TRUE;
+  return gst_gemma3n_queue_push_reporting (self->queue, item, gst_pad_get_element_private (pad),
+                                           upstream_live (self), GST_ELEMENT_CAST (self));
 }
 
 static GstFlowReturn
@@ -1090,7 +1038,12 @@ gst_gemma3n_decoder_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
       stop_worker (self, FALSE);
       gst_pad_pause_task (self->src);
       gst_pad_push_event (self->src, event);
-      return restart_worker (self);
+      if (!restart_worker (self))
+        return FALSE;
+      /* the flush may have dropped the queued stream-start, caps or tags that src had not had yet */
+      gst_gemma3n_queue_requeue_sticky (self->queue, self->audio_sink, self->src, self->audio_info,
+                                        upstream_live (self), GST_ELEMENT_CAST (self));
+      return TRUE;
     case GST_EVENT_CAPS: {
       GstCaps *caps;
       gst_event_parse_caps (event, &caps);
@@ -1117,7 +1070,7 @@ gst_gemma3n_decoder_sink_event (GstPad *pad, GstObject *parent, GstEvent *event)
     }
     case GST_EVENT_STREAM_START:
       if (info->kind == SINK_AUDIO) {
-        gboolean live = upstream_is_live (self);
+        gboolean live = gst_gemma3n_upstream_is_live (self->audio_sink);
         GST_OBJECT_LOCK (self);
         self->live = live;
         GST_OBJECT_UNLOCK (self);

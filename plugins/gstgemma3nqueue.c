@@ -20,7 +20,14 @@ struct _GstGemma3nQueue {
    * its buffers arrive, until its END. */
   gboolean dropping_open_segment;
   gpointer dropping_tag;
+  /* what live pushes dropped since the last warning (gst_gemma3n_queue_push_reporting) */
+  GstGemma3nDropped unreported;
 };
+
+/* Live drops that go on without a pause are still reported this often (media time dropped). */
+#define WARN_EVERY (10 * GST_SECOND)
+
+static const GstGemma3nDropped NOTHING_DROPPED = { 0, 0, GST_CLOCK_TIME_NONE };
 
 GstGemma3nQueue *
 gst_gemma3n_queue_new (GstClockTime limit)
@@ -30,6 +37,7 @@ gst_gemma3n_queue_new (GstClockTime limit)
   g_cond_init (&q->changed);
   g_queue_init (&q->items);
   q->limit = limit;
+  q->unreported = NOTHING_DROPPED;
   return q;
 }
 
@@ -181,7 +189,7 @@ gboolean
 gst_gemma3n_queue_push (GstGemma3nQueue *q, GstMiniObject *item, gpointer tag, gboolean live,
                         GstGemma3nDropped *dropped)
 {
-  GstGemma3nDropped none = { 0, 0, GST_CLOCK_TIME_NONE };
+  GstGemma3nDropped none = NOTHING_DROPPED;
   GstGemma3nDropped *d = dropped ? dropped : &none;
   *d = none;
   Item *it = g_new (Item, 1);
@@ -204,6 +212,115 @@ gst_gemma3n_queue_push (GstGemma3nQueue *q, GstMiniObject *item, gpointer tag, g
   }
   g_cond_broadcast (&q->changed);
   g_mutex_unlock (&q->lock);
+  return TRUE;
+}
+
+/* Adds what one push dropped to what is unreported; TRUE, with `report` filled, when it is time to warn. */
+static gboolean
+account_dropped (GstGemma3nQueue *q, const GstGemma3nDropped *now, gboolean last, GstGemma3nDropped *report)
+{
+  gboolean dropped_now = now->segments > 0 || now->duration > 0;
+  gboolean due = FALSE;
+  g_mutex_lock (&q->lock);
+  GstGemma3nDropped *acc = &q->unreported;
+  if (dropped_now) {
+    acc->segments += now->segments;
+    acc->duration += now->duration;
+    if (!GST_CLOCK_TIME_IS_VALID (acc->start))
+      acc->start = now->start;
+  }
+  if ((acc->segments > 0 || acc->duration > 0)
+      && (!dropped_now || last || acc->duration >= MAX (q->limit, WARN_EVERY))) {
+    *report = *acc;
+    *acc = NOTHING_DROPPED;
+    due = TRUE;
+  }
+  g_mutex_unlock (&q->lock);
+  return due;
+}
+
+static void
+warn_dropped (GstGemma3nQueue *q, GstElement *element, const GstGemma3nDropped *d)
+{
+  g_mutex_lock (&q->lock);
+  guint backlog_ms = (guint) (q->limit / GST_MSECOND);
+  g_mutex_unlock (&q->lock);
+  /* the machine computes slower than the live source speaks: basesink's "too slow" category */
+  GST_ELEMENT_WARNING (element, CORE, CLOCK,
+                       ("%s fell more than max-backlog (%u ms) behind the live source: dropped %u speech "
+                        "segment(s), %.3f s of audio, from %" GST_TIME_FORMAT ".",
+                        GST_ELEMENT_NAME (element), backlog_ms, d->segments, (double) d->duration / GST_SECOND,
+                        GST_TIME_ARGS (d->start)),
+                       ("dropped %" GST_TIME_FORMAT " of audio in %u segment(s) from %" GST_TIME_FORMAT
+                        ": more than max-backlog = %u ms waited for the worker",
+                        GST_TIME_ARGS (d->duration), d->segments, GST_TIME_ARGS (d->start), backlog_ms));
+}
+
+gboolean
+gst_gemma3n_queue_push_reporting (GstGemma3nQueue *q, GstMiniObject *item, gpointer tag, gboolean live,
+                                  GstElement *element)
+{
+  gboolean eos = GST_IS_EVENT (item) && GST_EVENT_TYPE (item) == GST_EVENT_EOS;
+  GstGemma3nDropped dropped, report;
+  if (!gst_gemma3n_queue_push (q, item, tag, live, &dropped))
+    return FALSE;
+  if (account_dropped (q, &dropped, eos, &report))
+    warn_dropped (q, element, &report);
+  return TRUE;
+}
+
+typedef struct {
+  GstGemma3nQueue *q;
+  GstPad *srcpad;
+  gpointer tag;
+  gboolean live;
+  GstElement *element;
+} Requeue;
+
+static gboolean
+requeue_one_sticky (GstPad *pad, GstEvent **event, gpointer user_data)
+{
+  (void) pad;
+  const Requeue *r = user_data;
+  GstEventType type = GST_EVENT_TYPE (*event);
+  if (type == GST_EVENT_SEGMENT || type == GST_EVENT_EOS)
+    return TRUE;
+  GstEvent *sent = gst_pad_get_sticky_event (r->srcpad, type, 0);
+  if (type == GST_EVENT_CAPS || sent != *event)
+    gst_gemma3n_queue_push_reporting (r->q, GST_MINI_OBJECT_CAST (gst_event_ref (*event)), r->tag, r->live,
+                                      r->element);
+  if (sent)
+    gst_event_unref (sent);
+  return TRUE;
+}
+
+void
+gst_gemma3n_queue_requeue_sticky (GstGemma3nQueue *q, GstPad *sinkpad, GstPad *srcpad, gpointer tag,
+                                  gboolean live, GstElement *element)
+{
+  Requeue r = { q, srcpad, tag, live, element };
+  gst_pad_sticky_events_foreach (sinkpad, requeue_one_sticky, &r);
+}
+
+gboolean
+gst_gemma3n_upstream_is_live (GstPad *sinkpad)
+{
+  GstQuery *query = gst_query_new_latency ();
+  gboolean live = FALSE;
+  if (gst_pad_peer_query (sinkpad, query))
+    gst_query_parse_latency (query, &live, NULL, NULL);
+  gst_query_unref (query);
+  return live;
+}
+
+gboolean
+gst_gemma3n_worker_end_on_fatal (GstElement *element, GstPad *srcpad, GstFlowReturn ret, gboolean error_posted)
+{
+  if (ret != GST_FLOW_NOT_LINKED && ret >= GST_FLOW_EOS)
+    return FALSE;
+  if (!error_posted)
+    GST_ELEMENT_FLOW_ERROR (element, ret);
+  gst_pad_push_event (srcpad, gst_event_new_eos ());
   return TRUE;
 }
 

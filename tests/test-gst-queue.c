@@ -1,9 +1,11 @@
 /* test-gst-queue — the bounded queue between an element's streaming thread and its worker
  * (plugins/gstgemma3nqueue.c), on its own with threads: non-live pushes wait at the limit, live pushes never
  * wait and drop the oldest unbegun segments as GAPs, begun segments and items outside segments are kept,
- * flushing unblocks everyone, wait_empty waits for the worker's done. Expected values are from first
- * principles (the spans pushed). */
+ * flushing unblocks everyone, wait_empty waits for the worker's done; the streaming-thread helpers: one drop
+ * warning per burst (and at EOS), the sticky events a flush lost queued again, upstream's liveness from its
+ * latency answer, which flows end the stream. Expected values are from first principles (the spans pushed, the events stored). */
 #include <gst/check/gstcheck.h>
+#include <string.h>
 
 #include "gstgemma3nformat.h"
 #include "gstgemma3nqueue.h"
@@ -345,6 +347,196 @@ GST_START_TEST (test_wait_empty)
 }
 GST_END_TEST;
 
+/* ---------------------------------------------------------------- the streaming-thread helpers */
+
+static void
+push_reporting (GstGemma3nQueue *q, GstMiniObject *item, GstElement *element)
+{
+  fail_unless (gst_gemma3n_queue_push_reporting (q, item, NULL, TRUE, element));
+}
+
+/* The next WARNING on `bus`, whose message must hold `want`; NULL `want`: there must be none. */
+static void
+check_warning (GstBus *bus, const gchar *want)
+{
+  GstMessage *m = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  if (!want) {
+    fail_unless (m == NULL, "no warning yet");
+    return;
+  }
+  fail_unless (m != NULL, "a warning with \"%s\"", want);
+  GError *error = NULL;
+  gchar *debug = NULL;
+  gst_message_parse_warning (m, &error, &debug);
+  fail_unless (g_error_matches (error, GST_CORE_ERROR, GST_CORE_ERROR_CLOCK), "%s", error->message);
+  fail_unless (strstr (error->message, want) && strstr (error->message, "worker0"), "%s", error->message);
+  fail_unless (debug && strstr (debug, "segment"), "%s", debug);
+  g_error_free (error);
+  g_free (debug);
+  gst_message_unref (m);
+}
+
+/* A dropped segment goes in pieces: one warning once the drops stop, saying how much, and one at EOS. */
+GST_START_TEST (test_push_reporting_warns_per_burst)
+{
+  GstGemma3nQueue *q = gst_gemma3n_queue_new (100 * MS);
+  GstElement *element = gst_bin_new ("worker0");
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (element, bus);
+  push_reporting (q, edge (GST_GEMMA3N_SEGMENT_START, 0), element);
+  push_reporting (q, buffer_at (0, 100 * MS), element);
+  push_reporting (q, edge (GST_GEMMA3N_SEGMENT_END, 0), element);
+  push_reporting (q, edge (GST_GEMMA3N_SEGMENT_START, 1), element);
+  push_reporting (q, buffer_at (1000 * MS, 60 * MS), element); /* 160 ms: segment 0 goes */
+  check_warning (bus, NULL);
+  push_reporting (q, buffer_at (1060 * MS, 20 * MS), element); /* 80 ms: the drops stopped */
+  check_warning (bus, "dropped 1 speech segment(s), 0.100 s of audio, from 0:00:00.000000000");
+  check_warning (bus, NULL);
+  push_reporting (q, buffer_at (1080 * MS, 40 * MS), element); /* 120 ms: segment 1, still open, goes */
+  push_reporting (q, buffer_at (1120 * MS, 30 * MS), element); /* dropped as it arrives */
+  check_warning (bus, NULL);
+  push_reporting (q, GST_MINI_OBJECT_CAST (gst_event_new_eos ()), element);
+  check_warning (bus, "dropped 1 speech segment(s), 0.150 s of audio, from 0:00:01.000000000");
+  check_warning (bus, NULL);
+  gst_element_set_bus (element, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (element);
+  gst_gemma3n_queue_free (q);
+}
+GST_END_TEST;
+
+static GstPad *
+active_pad (const gchar *name, GstPadDirection direction)
+{
+  GstPad *pad = gst_pad_new (name, direction);
+  fail_unless (gst_pad_set_active (pad, TRUE));
+  return pad;
+}
+
+/* After a flush: the sink pad's sticky events the source pad lacks, and the caps, go in the queue again;
+ * the segment does not (upstream sends a new one). */
+GST_START_TEST (test_requeue_sticky)
+{
+  GstGemma3nQueue *q = gst_gemma3n_queue_new (100 * MS);
+  GstPad *sink = active_pad ("sink", GST_PAD_SINK), *src = active_pad ("src", GST_PAD_SRC);
+  GstEvent *start = gst_event_new_stream_start ("s");
+  GstSegment segment;
+  gst_segment_init (&segment, GST_FORMAT_TIME);
+  fail_unless_equals_int (gst_pad_store_sticky_event (sink, start), GST_FLOW_OK);
+  fail_unless_equals_int (gst_pad_store_sticky_event (src, start), GST_FLOW_OK); /* src has it already */
+  GstEvent *in_caps = gst_event_new_caps (gst_caps_new_empty_simple ("audio/x-mel"));
+  fail_unless_equals_int (gst_pad_store_sticky_event (sink, in_caps), GST_FLOW_OK);
+  GstEvent *out_caps = gst_event_new_caps (gst_caps_new_empty_simple ("audio/x-tokens"));
+  fail_unless_equals_int (gst_pad_store_sticky_event (src, out_caps), GST_FLOW_OK);
+  GstEvent *seg = gst_event_new_segment (&segment);
+  fail_unless_equals_int (gst_pad_store_sticky_event (sink, seg), GST_FLOW_OK);
+  GstEvent *tags = GST_EVENT_CAST (tag_event ());
+  fail_unless_equals_int (gst_pad_store_sticky_event (sink, tags), GST_FLOW_OK);
+
+  gint tag;
+  gst_gemma3n_queue_requeue_sticky (q, sink, src, &tag, FALSE, NULL);
+  gpointer got_tag = NULL;
+  GstMiniObject *o = gst_gemma3n_queue_pop (q, &got_tag);
+  fail_unless (o == GST_MINI_OBJECT_CAST (in_caps) && got_tag == &tag, "the input caps first");
+  gst_mini_object_unref (o);
+  gst_gemma3n_queue_done (q);
+  o = gst_gemma3n_queue_pop (q, NULL);
+  fail_unless (o == GST_MINI_OBJECT_CAST (tags), "then the tags");
+  gst_mini_object_unref (o);
+  gst_gemma3n_queue_done (q);
+  fail_unless_equals_uint64 (gst_gemma3n_queue_level (q), 0);
+  gst_gemma3n_queue_set_flushing (q, TRUE);
+  fail_unless (gst_gemma3n_queue_pop (q, NULL) == NULL, "nothing else: no stream-start, no segment");
+
+  gst_event_unref (start);
+  gst_event_unref (in_caps);
+  gst_event_unref (out_caps);
+  gst_event_unref (seg);
+  gst_event_unref (tags);
+  gst_object_unref (sink);
+  gst_object_unref (src);
+  gst_gemma3n_queue_free (q);
+}
+GST_END_TEST;
+
+static gboolean
+answer_live (GstPad *pad, GstObject *parent, GstQuery *query)
+{
+  (void) pad;
+  (void) parent;
+  if (GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
+    return FALSE;
+  gst_query_set_latency (query, TRUE, 0, GST_CLOCK_TIME_NONE);
+  return TRUE;
+}
+
+GST_START_TEST (test_upstream_is_live)
+{
+  GstPad *sink = active_pad ("sink", GST_PAD_SINK), *src = gst_pad_new ("src", GST_PAD_SRC);
+  fail_if (gst_gemma3n_upstream_is_live (sink), "nobody upstream: not live");
+  gst_pad_set_query_function (src, answer_live);
+  fail_unless (gst_pad_set_active (src, TRUE));
+  fail_unless_equals_int (gst_pad_link (src, sink), GST_PAD_LINK_OK);
+  fail_unless (gst_gemma3n_upstream_is_live (sink), "a live answer");
+  gst_object_unref (sink);
+  gst_object_unref (src);
+}
+GST_END_TEST;
+
+static gint eos_received;
+
+static gboolean
+count_eos (GstPad *pad, GstObject *parent, GstEvent *event)
+{
+  (void) pad;
+  (void) parent;
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS)
+    g_atomic_int_inc (&eos_received);
+  gst_event_unref (event);
+  return TRUE;
+}
+
+/* What the worker does on stopping with `ret`: (fatal?, EOS sent downstream?, error messages posted). */
+static void
+check_end_on_fatal (GstFlowReturn ret, gboolean error_posted, gboolean fatal, guint n_errors)
+{
+  GstElement *element = gst_bin_new ("worker0");
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (element, bus);
+  GstPad *src = active_pad ("src", GST_PAD_SRC), *sink = gst_pad_new ("sink", GST_PAD_SINK);
+  gst_pad_set_event_function (sink, count_eos);
+  fail_unless (gst_pad_set_active (sink, TRUE));
+  fail_unless_equals_int (gst_pad_link (src, sink), GST_PAD_LINK_OK);
+  g_atomic_int_set (&eos_received, 0);
+  fail_unless_equals_int (gst_gemma3n_worker_end_on_fatal (element, src, ret, error_posted), fatal);
+  fail_unless_equals_int (g_atomic_int_get (&eos_received), fatal ? 1 : 0);
+  guint errors = 0;
+  GstMessage *m;
+  while ((m = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR))) {
+    errors++;
+    gst_message_unref (m);
+  }
+  fail_unless_equals_int (errors, n_errors);
+  gst_element_set_bus (element, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (element);
+  gst_object_unref (src);
+  gst_object_unref (sink);
+}
+
+/* NOT_LINKED and errors below EOS end the stream (an error, unless posted already, and EOS); OK, EOS and
+ * FLUSHING do not. */
+GST_START_TEST (test_worker_end_on_fatal)
+{
+  check_end_on_fatal (GST_FLOW_OK, FALSE, FALSE, 0);
+  check_end_on_fatal (GST_FLOW_EOS, FALSE, FALSE, 0);
+  check_end_on_fatal (GST_FLOW_FLUSHING, FALSE, FALSE, 0);
+  check_end_on_fatal (GST_FLOW_NOT_LINKED, FALSE, TRUE, 1);
+  check_end_on_fatal (GST_FLOW_NOT_NEGOTIATED, FALSE, TRUE, 1);
+  check_end_on_fatal (GST_FLOW_ERROR, TRUE, TRUE, 0);
+}
+GST_END_TEST;
+
 static Suite *
 queue_suite (void)
 {
@@ -357,6 +549,10 @@ queue_suite (void)
   tcase_add_test (tc, test_live_drops_open_segment_as_it_arrives);
   tcase_add_test (tc, test_flushing);
   tcase_add_test (tc, test_wait_empty);
+  tcase_add_test (tc, test_push_reporting_warns_per_burst);
+  tcase_add_test (tc, test_requeue_sticky);
+  tcase_add_test (tc, test_upstream_is_live);
+  tcase_add_test (tc, test_worker_end_on_fatal);
   return s;
 }
 
