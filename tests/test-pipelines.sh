@@ -55,17 +55,17 @@ gst-launch-1.0 -q filesrc location="$tmp/two.wav" ! wavparse ! audioconvert ! vo
   filesink location="$tmp/two.ogg" || { echo "could not make the test Ogg file"; exit 1; }
 
 # file → WebVTT + SRT
-if "$P/file-subtitles.sh" "$sample" "$tmp/sample" 2>"$tmp/err"; then
+if timeout 300 "$P/file-subtitles.sh" "$sample" "$tmp/sample" 2>"$tmp/err"; then
   expect_cues "file-subtitles: WebVTT of the sample" "$tmp/sample.vtt" vtt 1 3.37
   expect_cues "file-subtitles: SRT of the sample" "$tmp/sample.srt" srt 1 3.37
 else bad "file-subtitles.sh failed: $(tail -3 "$tmp/err")"; fi
-if "$P/file-subtitles.sh" "$tmp/two.webm" "$tmp/two" 2>"$tmp/err"; then
+if timeout 300 "$P/file-subtitles.sh" "$tmp/two.webm" "$tmp/two" 2>"$tmp/err"; then
   expect_cues "file-subtitles: a video file's two utterances, two cues" "$tmp/two.vtt" vtt 2 "$two_span"
   expect_cues "file-subtitles: SRT of the video" "$tmp/two.srt" srt 2 "$two_span"
 else bad "file-subtitles.sh on a video failed: $(tail -3 "$tmp/err")"; fi
 
 # file → translated subtitles
-if "$P/file-translate.sh" "$tmp/two.wav" French "$tmp/two.fr" 2>"$tmp/err"; then
+if timeout 300 "$P/file-translate.sh" "$tmp/two.wav" French "$tmp/two.fr" 2>"$tmp/err"; then
   expect_cues "file-translate: WebVTT" "$tmp/two.fr.vtt" vtt 2 "$two_span"
   expect_cues "file-translate: SRT" "$tmp/two.fr.srt" srt 2 "$two_span"
 else bad "file-translate.sh failed: $(tail -3 "$tmp/err")"; fi
@@ -74,8 +74,9 @@ else bad "file-translate.sh failed: $(tail -3 "$tmp/err")"; fi
 # picture carries text (bright pixels that the input's frame lacks) while a caption is due, not in between.
 # gray_frame FILE T: the frame at T seconds (25 fps) as 160x120 GRAY8 bytes.
 gray_frame () {
-  gst-launch-1.0 -q filesrc location="$1" ! decodebin ! videoconvert ! video/x-raw,format=GRAY8 ! \
-    filesink location="$tmp/frames.gray" 2>/dev/null
+  # the audio linked too: a decodebin with a pad left unlinked can stall
+  timeout 120 gst-launch-1.0 -q filesrc location="$1" ! decodebin name=dec dec. ! videoconvert ! \
+    video/x-raw,format=GRAY8 ! filesink location="$tmp/frames.gray" dec. ! audioconvert ! fakesink 2>/dev/null
   dd if="$tmp/frames.gray" bs=19200 skip="$(awk -v t="$2" 'BEGIN { print int(t * 25) }')" count=1 2>/dev/null
 }
 # drawn_pixels A B: pixels of the bottom half more than 64 levels apart.
@@ -83,7 +84,7 @@ drawn_pixels () {
   cmp -l "$1" "$2" | awk 'function oct(s,  v, i) { v = 0; for (i = 1; i <= length(s); i++) v = v * 8 + substr(s, i, 1); return v }
     $1 > 9600 { d = oct($2) - oct($3); if (d > 64 || d < -64) n++ } END { print n + 0 }'
 }
-if "$P/video-captions.sh" "$tmp/two.webm" "$tmp/captioned.webm" 2>"$tmp/err"; then
+if timeout 300 "$P/video-captions.sh" "$tmp/two.webm" "$tmp/captioned.webm" 2>"$tmp/err"; then
   info=$(gst-discoverer-1.0 "$tmp/captioned.webm" 2>&1)
   dur=$(echo "$info" | sed -n 's/^ *Duration: \([0-9]*\):\([0-9]*\):\([0-9.]*\)$/\1 \2 \3/p' | awk '{ print $1 * 3600 + $2 * 60 + $3 }')
   if echo "$info" | grep -q "video #" && echo "$info" | grep -q "audio #" \
@@ -123,28 +124,28 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
   gst-launch-1.0 -q souphttpsrc location="http://127.0.0.1:$port/two.ogg" num-buffers=1 ! fakesink 2>/dev/null && break
   sleep 0.3
 done
-if "$P/stream-captions.sh" "http://127.0.0.1:$port/two.ogg" >"$tmp/stream.vtt" 2>"$tmp/err"; then
+if timeout 300 "$P/stream-captions.sh" "http://127.0.0.1:$port/two.ogg" >"$tmp/stream.vtt" 2>"$tmp/err"; then
   expect_cues "stream-captions: WebVTT cues on the terminal from HTTP" "$tmp/stream.vtt" vtt 2 "$two_span"
 else bad "stream-captions.sh failed: $(tail -3 "$tmp/err")"; fi
 
 # microphone → captions on the terminal, the microphone emulated by a live source: 0.6 s tones every 2 s, 6 s
 live="audiotestsrc is-live=true wave=ticks tick-interval=2000000000 sine-periods-per-tick=264 freq=440 volume=0.5 samplesperbuffer=1600 num-buffers=60 ! audio/x-raw,rate=16000"
-if SOURCE="$live" "$P/mic-captions.sh" >"$tmp/mic.vtt" 2>"$tmp/err"; then
+if SOURCE="$live" timeout 300 "$P/mic-captions.sh" >"$tmp/mic.vtt" 2>"$tmp/err"; then
   expect_cues "mic-captions: live cues on the terminal" "$tmp/mic.vtt" vtt 2 6.5
 else bad "mic-captions.sh failed: $(tail -3 "$tmp/err")"; fi
 
 # transcriberbin's arrangement: its leaky queue, audioresample ! audioconvert, and the properties it sets
 GST_PLUGIN_PATH=${GST_PLUGIN_PATH:-}
-if gst-launch-1.0 -q -e $live ! queue leaky=downstream max-size-time=5000000000 ! audioresample ! audioconvert ! \
+if timeout 300 gst-launch-1.0 -q -e $live ! queue leaky=downstream max-size-time=5000000000 ! audioresample ! audioconvert ! \
      gemma3ntranscriber model="$MODEL" language-code=en-US latency=4000 lateness=0 ! webvttenc ! \
      filesink location="$tmp/tbin.vtt" 2>"$tmp/err"; then
   expect_cues "transcriberbin-shaped live pipeline: timed captions" "$tmp/tbin.vtt" vtt 2 6.5
 else bad "transcriberbin-shaped pipeline failed: $(tail -3 "$tmp/err")"; fi
 
 # bad input: a missing file, a missing model → an error, non-zero exit, no hang
-if "$P/file-subtitles.sh" "$tmp/nothing.wav" 2>"$tmp/err"; then bad "missing input accepted"
+if timeout 300 "$P/file-subtitles.sh" "$tmp/nothing.wav" 2>"$tmp/err"; then bad "missing input accepted"
 elif grep -q "nothing.wav" "$tmp/err"; then ok "missing input: error naming it"; else bad "missing input: $(cat "$tmp/err")"; fi
-if MODEL="$tmp/no-model" "$P/file-subtitles.sh" "$sample" "$tmp/x" 2>"$tmp/err"; then bad "missing model accepted"
+if MODEL="$tmp/no-model" timeout 300 "$P/file-subtitles.sh" "$sample" "$tmp/x" 2>"$tmp/err"; then bad "missing model accepted"
 elif grep -q "no-model" "$tmp/err"; then ok "missing model: error naming it"; else bad "missing model: $(cat "$tmp/err")"; fi
 
 # the element's own errors through gst-launch: a model folder that does not exist, a checkpoint without an
