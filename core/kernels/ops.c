@@ -23,13 +23,17 @@
 #endif
 
 /* exp(x) without libm: Cephes' expf polynomial (~1 ulp). Rounding to the nearest integer uses the
- * 1.5·2^23 trick; the exponent is clamped as an integer, so x < -87 gives 0 and x > 88 gives inf, for |x|
- * up to ~1e13 (far beyond any normalised activation). */
+ * 1.5·2^23 trick. x is clamped to [-100, 100] first, so the exponent n always fits the int cast (a float
+ * outside int's range, or NaN, converted to int is undefined behaviour, and a hostile session or weights
+ * file can make activations anything); the exponent is then clamped as an integer, so x < -87 gives 0 and
+ * x > 88 gives inf for every float, and NaN gives NaN. Both clamps are selects, so the loops stay vectorised. */
 static inline float
 vexp (float x)
 {
-  float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float c = x < 100.0f ? x : 100.0f;
+  c = c > -100.0f ? c : -100.0f; /* NaN fails both comparisons: c = -100 here, NaN restored below */
+  float n = (c * 1.44269504f + 12582912.0f) - 12582912.0f;
+  float r = c - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -42,7 +46,7 @@ vexp (float x)
   gint32 bits = (e + 127) << 23;
   float scale;
   memcpy (&scale, &bits, sizeof scale);
-  return p * scale;
+  return x == x ? p * scale : x;
 }
 
 /* Σ x[i]·y[i] with LANES running sums. */
