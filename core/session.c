@@ -1147,8 +1147,16 @@ check_layer (G3nSession *s, G3nSafetensors *f, int l, int n_past, GError **error
     return FALSE;
   gint64 pos0 = g3n_tensor_numel (p) == 1 ? i64_at (p, 0) : -1;
   gint64 len = k->shape[0];
-  gboolean ok = k->shape[1] == kv->width && v->shape[0] == len && v->shape[1] == kv->width && pos0 >= 0
-                && pos0 + len == n_past && (kv->window <= 0 ? pos0 == 0 : len <= kv->window);
+  /* pos0 is the file's: compared as n_past - len (both small and len <= n_past) so that no pos0, however
+   * near INT64_MAX, overflows */
+  if (len <= n_past && pos0 != n_past - len) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: tensor '%s' is %" G_GINT64_FORMAT ", but the layer's %"
+                 G_GINT64_FORMAT " rows end at position %d: it must be %" G_GINT64_FORMAT, g3n_safetensors_path (f), pn,
+                 pos0, len, n_past, n_past - len);
+    return FALSE;
+  }
+  gboolean ok = k->shape[1] == kv->width && v->shape[0] == len && v->shape[1] == kv->width && len <= n_past
+                && (kv->window <= 0 ? pos0 == 0 : len <= kv->window);
   if (!ok) {
     g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: the cache of layer %d does not fit this model's layout",
                  g3n_safetensors_path (f), l);

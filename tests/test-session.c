@@ -270,8 +270,9 @@ expect_refused (G3nModel *m, G3nTokenizer *tok, const char *path, G3nKvType type
   g_assert (g_file_set_contents (path, orig, len, NULL));
 }
 
-/* Hostile values in a valid session file (issue 16's fuzz findings): a non-finite key or value (it would
- * make every later attention score NaN, and reached exp with NaN). */
+/* Hostile values in a valid session file (issue 16's fuzz findings): a non-finite key (it would make every
+ * later attention score NaN, and reached exp with NaN) and a pos0 near INT64_MAX (pos0 + len overflowed in
+ * the position check: undefined behaviour, reported by UBSan). */
 static void
 test_hostile_kv (G3nModel *m, G3nTokenizer *tok, const char *path, G3nKvType type)
 {
@@ -283,6 +284,8 @@ test_hostile_kv (G3nModel *m, G3nTokenizer *tok, const char *path, G3nKvType typ
   expect_refused (m, tok, path, type, "kv.0.k", 3 * size, bad, size, "a NaN or inf key");
   expect_refused (m, tok, path, type, "kv.0.v", 0, type == G3N_KV_F32 ? (const void *) &f32_inf : bad, size,
                   "a NaN or inf value");
+  const gint64 near_max = G_MAXINT64 - 2;
+  expect_refused (m, tok, path, type, "kv.0.pos0", 0, &near_max, 8, "kv.0.pos0 = INT64_MAX - 2");
 }
 
 static void
