@@ -8,11 +8,22 @@
  * The processor then replaces each audio token (first) and image token by
  * "\n\n" + begin + N × token + end + "\n\n" — only for a modality actually passed with the prompt, so a
  * literal "<image_soft_token>" in a text-only prompt stays one token.
+ *
+ * The configs are files from the internet: sequence lengths above a context's MAX_SOFT_TOKENS positions and
+ * special tokens longer than MAX_TOKEN_BYTES are refused at load, and an expansion is sized (overflow-checked)
+ * before it is built and refused past MAX_EXPANDED_BYTES.
  */
 #include "gemma3n.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
+
+/* Gemma 3n's context holds 32768 positions; each soft token takes one (the real configs: 256 and 188). */
+#define MAX_SOFT_TOKENS 32768
+/* Special tokens are short markup ("<start_of_image>"); a longer one is a broken or hostile config. */
+#define MAX_TOKEN_BYTES 1024
+/* The most g3n_chat_expand builds: far beyond any prompt a context can hold (256 × 18 bytes per image). */
+#define MAX_EXPANDED_BYTES ((gsize) 256 << 20)
 
 struct _G3nChatFormat {
   char *bos, *start_of_turn, *end_of_turn;
@@ -71,8 +82,8 @@ load_json_object (const char *path, JsonParser *parser, JsonObject **out, GError
 }
 
 /* tokenizer_config.json holds a special token either as a string or as {"content": ...}. */
-static void
-take_string (JsonObject *o, const char *key, char **dst)
+static gboolean
+take_string (JsonObject *o, const char *key, char **dst, const char *path, GError **error)
 {
   JsonNode *n = o ? json_object_get_member (o, key) : NULL;
   const char *s = NULL;
@@ -80,10 +91,16 @@ take_string (JsonObject *o, const char *key, char **dst)
     s = json_node_get_string (n);
   else if (n && JSON_NODE_HOLDS_OBJECT (n) && json_object_has_member (json_node_get_object (n), "content"))
     s = json_object_get_string_member (json_node_get_object (n), "content");
+  if (s && strlen (s) > MAX_TOKEN_BYTES) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_CONFIG, "%s: %s is %" G_GSIZE_FORMAT " bytes long, more than the %d a "
+                 "special token may have", path, key, strlen (s), MAX_TOKEN_BYTES);
+    return FALSE;
+  }
   if (s && *s) {
     g_free (*dst);
     *dst = g_strdup (s);
   }
+  return TRUE;
 }
 
 static gboolean
@@ -92,9 +109,13 @@ take_int (JsonObject *o, const char *key, int *dst, const char *path, GError **e
   JsonNode *n = o ? json_object_get_member (o, key) : NULL;
   if (!n)
     return TRUE;
-  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64 || json_node_get_int (n) < 0
-      || json_node_get_int (n) > 1 << 20) {
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64) {
     g_set_error (error, G3N_ERROR, G3N_ERROR_CONFIG, "%s: %s must be a non-negative integer", path, key);
+    return FALSE;
+  }
+  if (json_node_get_int (n) < 0 || json_node_get_int (n) > MAX_SOFT_TOKENS) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_CONFIG, "%s: %s is %" G_GINT64_FORMAT ": must be in 0..%d (soft tokens, "
+                 "each a context position)", path, key, json_node_get_int (n), MAX_SOFT_TOKENS);
     return FALSE;
   }
   *dst = (int) json_node_get_int (n);
@@ -113,14 +134,12 @@ g3n_chat_format_load (const char *dir, GError **error)
     g3n_chat_format_free (f);
     return NULL;
   }
-  take_string (tc, "bos_token", &f->bos);
-  take_string (tc, "boi_token", &f->boi);
-  take_string (tc, "eoi_token", &f->eoi);
-  take_string (tc, "image_token", &f->image_token);
-  take_string (tc, "boa_token", &f->boa);
-  take_string (tc, "eoa_token", &f->eoa);
-  take_string (tc, "audio_token", &f->audio_token);
-  if (!take_int (pc, "image_seq_length", &f->image_seq_length, pc_path, error)
+  if (!take_string (tc, "bos_token", &f->bos, tc_path, error) || !take_string (tc, "boi_token", &f->boi, tc_path, error)
+      || !take_string (tc, "eoi_token", &f->eoi, tc_path, error)
+      || !take_string (tc, "image_token", &f->image_token, tc_path, error)
+      || !take_string (tc, "boa_token", &f->boa, tc_path, error) || !take_string (tc, "eoa_token", &f->eoa, tc_path, error)
+      || !take_string (tc, "audio_token", &f->audio_token, tc_path, error)
+      || !take_int (pc, "image_seq_length", &f->image_seq_length, pc_path, error)
       || !take_int (pc, "audio_seq_length", &f->audio_seq_length, pc_path, error)) {
     g3n_chat_format_free (f);
     return NULL;
@@ -172,6 +191,8 @@ g3n_chat_format_audio_tokens (const G3nChatFormat *f)
 void
 g3n_chat_format_set_seq_lengths (G3nChatFormat *f, int image_tokens, int audio_tokens)
 {
+  g_return_if_fail (image_tokens >= 0 && image_tokens <= MAX_SOFT_TOKENS);
+  g_return_if_fail (audio_tokens >= 0 && audio_tokens <= MAX_SOFT_TOKENS);
   f->image_seq_length = image_tokens;
   f->audio_seq_length = audio_tokens;
 }
@@ -273,11 +294,26 @@ g3n_chat_render (const G3nChatFormat *f, const G3nChatMessage *messages, int n_m
   return g_string_free (out, FALSE);
 }
 
+/* text with every occurrence of token replaced by with, as g_strsplit + g_strjoinv would make it; NULL when
+ * that would be longer than MAX_EXPANDED_BYTES (sized first, overflow-checked, so nothing big is allocated). */
 static char *
-replace_all (const char *text, const char *token, const char *with)
+replace_bounded (const char *text, const char *token, const char *with)
 {
-  g_auto (GStrv) parts = g_strsplit (text, token, -1);
-  return g_strjoinv (with, parts);
+  gsize token_len = strlen (token), with_len = strlen (with), count = 0, size = strlen (text) + 1, extra;
+  for (const char *p = strstr (text, token); p; p = strstr (p + token_len, token))
+    count++;
+  if (with_len > token_len
+      && (!g_size_checked_mul (&extra, count, with_len - token_len) || !g_size_checked_add (&size, size, extra)
+          || size > MAX_EXPANDED_BYTES))
+    return NULL;
+  GString *out = g_string_sized_new (with_len > token_len ? size : strlen (text) + 1);
+  const char *from = text;
+  for (const char *p = strstr (text, token); p; from = p + token_len, p = strstr (from, token)) {
+    g_string_append_len (out, from, p - from);
+    g_string_append_len (out, with, (gssize) with_len);
+  }
+  g_string_append (out, from);
+  return g_string_free (out, FALSE);
 }
 
 static char *
@@ -291,8 +327,8 @@ full_sequence (const char *begin, const char *token, int n, const char *end)
 char *
 g3n_chat_expand (const G3nChatFormat *f, const char *rendered, gboolean images, gboolean audio)
 {
-  g_autofree char *audio_seq = full_sequence (f->boa, f->audio_token, f->audio_seq_length, f->eoa);
-  g_autofree char *image_seq = full_sequence (f->boi, f->image_token, f->image_seq_length, f->eoi);
-  g_autofree char *a = audio ? replace_all (rendered, f->audio_token, audio_seq) : g_strdup (rendered);
-  return images ? replace_all (a, f->image_token, image_seq) : g_steal_pointer (&a);
+  g_autofree char *audio_seq = audio ? full_sequence (f->boa, f->audio_token, f->audio_seq_length, f->eoa) : NULL;
+  g_autofree char *image_seq = images ? full_sequence (f->boi, f->image_token, f->image_seq_length, f->eoi) : NULL;
+  g_autofree char *a = audio ? replace_bounded (rendered, f->audio_token, audio_seq) : g_strdup (rendered);
+  return images && a ? replace_bounded (a, f->image_token, image_seq) : g_steal_pointer (&a);
 }

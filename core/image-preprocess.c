@@ -480,46 +480,66 @@ copy_packed (const guint8 *src, int stride, int w, int h, int bpp, gboolean bgr,
   }
 }
 
+/* Bytes per pixel of a packed format; 0 for I420 and unknown formats. */
+static int
+packed_bpp (G3nPixelFormat format)
+{
+  switch (format) {
+  case G3N_PIXEL_RGB24:
+  case G3N_PIXEL_BGR24:
+    return 3;
+  case G3N_PIXEL_RGBA:
+  case G3N_PIXEL_BGRA:
+    return 4;
+  default:
+    return 0;
+  }
+}
+
+/* Every plane present, with a stride that holds at least one row of it (I420's chroma rows: half the width,
+ * rounded up): a shorter stride would make the copy, or libswscale, read past the plane. */
+static gboolean
+check_planes (G3nPixelFormat format, int width, const guint8 *const *planes, const int *strides, GError **error)
+{
+  if (format != G3N_PIXEL_I420 && !packed_bpp (format)) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "frame: unknown pixel format %d", (int) format);
+    return FALSE;
+  }
+  int n_planes = format == G3N_PIXEL_I420 ? 3 : 1;
+  for (int i = 0; i < n_planes; i++) {
+    int plane_width = format != G3N_PIXEL_I420 ? width : i == 0 ? width : (width + 1) / 2;
+    int row_bytes = plane_width * (format == G3N_PIXEL_I420 ? 1 : packed_bpp (format));
+    if (!planes || !planes[i] || !strides) {
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "frame: plane %d is missing", i);
+      return FALSE;
+    }
+    if (strides[i] < row_bytes) {
+      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT,
+                   "frame: plane %d has stride %d, shorter than its row: %d pixels of width %d (%d bytes)", i,
+                   strides[i], plane_width, width, row_bytes);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 G3nImage *
 g3n_image_from_frame (G3nPixelFormat format, int width, int height, const guint8 *const *planes,
                       const int *strides, GError **error)
 {
-  if (!check_size (width, height, "frame", error))
+  if (!check_size (width, height, "frame", error) || !check_planes (format, width, planes, strides, error))
     return NULL;
-  int n_planes = format == G3N_PIXEL_I420 ? 3 : 1;
-  for (int i = 0; i < n_planes; i++)
-    if (!planes || !planes[i] || !strides || strides[i] <= 0) {
-      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "frame: plane %d is missing or has stride <= 0", i);
-      return NULL;
-    }
   G3nImage *img = image_new (width, height);
-  switch (format) {
-  case G3N_PIXEL_RGB24:
-  case G3N_PIXEL_BGR24:
-  case G3N_PIXEL_RGBA:
-  case G3N_PIXEL_BGRA: {
-    int bpp = format == G3N_PIXEL_RGB24 || format == G3N_PIXEL_BGR24 ? 3 : 4;
-    gboolean bgr = format == G3N_PIXEL_BGR24 || format == G3N_PIXEL_BGRA;
-    if (strides[0] < width * bpp) {
-      g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "frame: stride %d is shorter than a row (%d bytes)",
-                   strides[0], width * bpp);
-      g3n_image_free (img);
-      return NULL;
-    }
-    copy_packed (planes[0], strides[0], width, height, bpp, bgr, img);
+  if (format != G3N_PIXEL_I420) {
+    copy_packed (planes[0], strides[0], width, height, packed_bpp (format),
+                 format == G3N_PIXEL_BGR24 || format == G3N_PIXEL_BGRA, img);
     return img;
   }
-  case G3N_PIXEL_I420: {
-    AVFrame f = { .width = width, .height = height, .format = AV_PIX_FMT_YUV420P };
-    for (int i = 0; i < 3; i++)
-      f.data[i] = (guint8 *) planes[i], f.linesize[i] = strides[i];
-    if (frame_to_rgb (&f, img, "frame", error))
-      return img;
-    break;
-  }
-  default:
-    g_set_error (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT, "frame: unknown pixel format %d", (int) format);
-  }
+  AVFrame f = { .width = width, .height = height, .format = AV_PIX_FMT_YUV420P };
+  for (int i = 0; i < 3; i++)
+    f.data[i] = (guint8 *) planes[i], f.linesize[i] = strides[i];
+  if (frame_to_rgb (&f, img, "frame", error))
+    return img;
   g3n_image_free (img);
   return NULL;
 }

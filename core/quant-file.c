@@ -15,9 +15,11 @@
  *
  * Loading reads the file into memory in huge pages (g3n_safetensors_open_resident: a mapping of the page
  * cache would be in 4 KiB pages, whose TLB misses cost decode ~5-10%), checks the whole file against the
- * model before it replaces anything, then points the matrices into that one copy. Code and scale values are not checked: any byte is a valid code and no value makes a kernel read
- * out of bounds (a corrupted file gives wrong numbers, like a corrupted checkpoint); hashing the data would
- * cost about what the file saves.
+ * model before it replaces anything, then points the matrices into that one copy. Codes are not checked:
+ * any byte is a valid code and none makes a kernel read out of bounds (a corrupted file gives wrong numbers,
+ * like a corrupted checkpoint); hashing the data would cost about what the file saves. Scales must be finite:
+ * an F16 inf or NaN would carry NaN through every later activation (and exp's input), and the check reads
+ * only 2 bytes per block of 32 codes.
  */
 #include "model.h"
 
@@ -174,6 +176,17 @@ need (const G3nSafetensors *f, const char *name, const char *suffix, G3nDType dt
   return t;
 }
 
+/* Index of the first F16 infinity or NaN (exponent bits all set) among n values, or -1. */
+static gint64
+first_non_finite_f16 (const void *data, gint64 n)
+{
+  const guint16 *h = data;
+  for (gint64 i = 0; i < n; i++)
+    if ((h[i] & 0x7c00) == 0x7c00)
+      return i;
+  return -1;
+}
+
 /* The quantised form of tm held by the file, as a view into its mapping. */
 static gboolean
 view_matrix (const G3nSafetensors *f, const G3nTextMatrix *tm, G3nQuantType type, G3nMatrix *out, GError **error)
@@ -195,6 +208,11 @@ view_matrix (const G3nSafetensors *f, const G3nTextMatrix *tm, G3nQuantType type
                          : NULL;
   if (!s)
     return FALSE;
+  gint64 bad = first_non_finite_f16 (s->data, g3n_tensor_numel (s));
+  if (bad >= 0)
+    return refuse (error, G3N_ERROR_TENSOR, g3n_safetensors_path (f),
+                   "tensor '%s.scales' holds a non-finite scale (F16 bits 0x%04x at element %" G_GINT64_FORMAT ")",
+                   tm->name, ((const guint16 *) s->data)[bad], bad);
   *out = (G3nMatrix) { .data = q->data, .dtype = m->dtype, .rows = m->rows, .cols = m->cols, .quant = type,
                        .scales = s->data, .by_input = tm->by_input };
   return TRUE;

@@ -1096,6 +1096,43 @@ need_kv_tensor (G3nSafetensors *f, const char *name, GError **error)
   return need_tensor (f, name, dtype, 2, error);
 }
 
+/* Index of the first infinity or NaN (exponent bits all set) among n values of an F32, F16 or BF16
+ * tensor, or -1. */
+static gint64
+first_non_finite (G3nDType dtype, const void *data, gint64 n)
+{
+  if (dtype == G3N_DTYPE_F32) {
+    for (gint64 i = 0; i < n; i++) {
+      guint32 u;
+      memcpy (&u, (const guint8 *) data + 4 * i, 4);
+      if ((u & 0x7f800000u) == 0x7f800000u)
+        return i;
+    }
+    return -1;
+  }
+  guint16 mask = dtype == G3N_DTYPE_F16 ? 0x7c00 : 0x7f80;
+  for (gint64 i = 0; i < n; i++) {
+    guint16 h;
+    memcpy (&h, (const guint8 *) data + 2 * i, 2);
+    if ((h & mask) == mask)
+      return i;
+  }
+  return -1;
+}
+
+/* Saved keys and values must be finite: an inf or NaN in the cache makes every later attention score NaN
+ * (and the answer garbage) instead of an error. */
+static gboolean
+check_finite (G3nSafetensors *f, const G3nTensor *t, const char *name, GError **error)
+{
+  gint64 bad = first_non_finite (t->dtype, t->data, g3n_tensor_numel (t));
+  if (bad < 0)
+    return TRUE;
+  g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: tensor '%s' holds a non-finite value at element %" G_GINT64_FORMAT
+               " (row %" G_GINT64_FORMAT ")", g3n_safetensors_path (f), name, bad, bad / MAX (t->shape[1], 1));
+  return FALSE;
+}
+
 /* Checks a layer's saved rows against the state before anything is changed. */
 static gboolean
 check_layer (G3nSession *s, G3nSafetensors *f, int l, int n_past, GError **error)
@@ -1110,12 +1147,22 @@ check_layer (G3nSession *s, G3nSafetensors *f, int l, int n_past, GError **error
     return FALSE;
   gint64 pos0 = g3n_tensor_numel (p) == 1 ? i64_at (p, 0) : -1;
   gint64 len = k->shape[0];
-  gboolean ok = k->shape[1] == kv->width && v->shape[0] == len && v->shape[1] == kv->width && pos0 >= 0
-                && pos0 + len == n_past && (kv->window <= 0 ? pos0 == 0 : len <= kv->window);
-  if (!ok)
+  /* pos0 is the file's: compared as n_past - len (both small and len <= n_past) so that no pos0, however
+   * near INT64_MAX, overflows */
+  if (len <= n_past && pos0 != n_past - len) {
+    g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: tensor '%s' is %" G_GINT64_FORMAT ", but the layer's %"
+                 G_GINT64_FORMAT " rows end at position %d: it must be %" G_GINT64_FORMAT, g3n_safetensors_path (f), pn,
+                 pos0, len, n_past, n_past - len);
+    return FALSE;
+  }
+  gboolean ok = k->shape[1] == kv->width && v->shape[0] == len && v->shape[1] == kv->width && len <= n_past
+                && (kv->window <= 0 ? pos0 == 0 : len <= kv->window);
+  if (!ok) {
     g_set_error (error, G3N_ERROR, G3N_ERROR_FORMAT, "%s: the cache of layer %d does not fit this model's layout",
                  g3n_safetensors_path (f), l);
-  return ok;
+    return FALSE;
+  }
+  return check_finite (f, k, kn, error) && check_finite (f, v, vn, error);
 }
 
 gboolean

@@ -10,9 +10,62 @@
 #include "gemma3n.h"
 #include "gemma3n.h"
 
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
+
+/* g3n_chat_format_load on a folder holding only `file` with `contents`: NULL with an error naming `key`. */
+static void
+expect_config_refused (const char *file, const char *contents, const char *key, const char *what)
+{
+  g_autofree char *dir = g_dir_make_tmp ("g3n-chat-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, file, NULL);
+  g_assert (g_file_set_contents (path, contents, -1, NULL));
+  g_autoptr (GError) error = NULL;
+  G3nChatFormat *f = g3n_chat_format_load (dir, &error);
+  check (!f && error && strstr (error->message, file) && strstr (error->message, key), "%s is refused: %s", what,
+         error ? error->message : "(loaded)");
+  g3n_chat_format_free (f);
+  g_remove (path);
+  g_rmdir (dir);
+}
+
+/* Issue 16's fuzz finding: a processor config with 2^20 soft tokens and a 60 KB token string asked
+ * g3n_chat_expand for 4 GiB. Impossible counts and token strings are refused at load, naming the value;
+ * an expansion past 256 MiB is refused (NULL) before anything is allocated. */
+static void
+test_hostile_configs (void)
+{
+  expect_config_refused ("processor_config.json", "{\"image_seq_length\": 1048576}", "image_seq_length",
+                         "image_seq_length = 2^20");
+  expect_config_refused ("processor_config.json", "{\"audio_seq_length\": 32769}", "audio_seq_length",
+                         "audio_seq_length one past a context (32769)");
+  GString *big = g_string_new ("{\"image_token\": \"<");
+  for (int i = 0; i < 60 * 1024; i++)
+    g_string_append_c (big, 'x');
+  g_string_append (big, ">\"}");
+  expect_config_refused ("tokenizer_config.json", big->str, "image_token", "a 60 KB image_token");
+  g_string_free (big, TRUE);
+
+  /* the largest sequence allowed (32768 × 18 bytes: 576 KB) for each of 500 placeholders: 288 MB */
+  G3nChatFormat *f = g3n_chat_format_new ();
+  g3n_chat_format_set_seq_lengths (f, 32768, 188);
+  GString *rendered = g_string_new (NULL);
+  for (int i = 0; i < 500; i++)
+    g_string_append (rendered, "<image_soft_token>");
+  char *expanded = g3n_chat_expand (f, rendered->str, TRUE, FALSE);
+  check (expanded == NULL, "an expansion to 288 MB (500 images of 32768 soft tokens) is refused");
+  g_free (expanded);
+  g_string_truncate (rendered, 2 * strlen ("<image_soft_token>"));
+  expanded = g3n_chat_expand (f, rendered->str, TRUE, FALSE);
+  gsize want = 2 * (4 + strlen ("<start_of_image>") + 32768 * strlen ("<image_soft_token>") + strlen ("<end_of_image>"));
+  check (expanded && strlen (expanded) == want, "two images of 32768 soft tokens expand to %" G_GSIZE_FORMAT " bytes",
+         want);
+  g_free (expanded);
+  g_string_free (rendered, TRUE);
+  g3n_chat_format_free (f);
+}
 
 /* Messages of a case as G3nChatMessage; strings stay owned by the JSON. */
 static G3nChatMessage *
@@ -142,6 +195,7 @@ main (int argc, char **argv)
   G3nChatMessage inv = { G3N_CHAT_USER, &invalid, 1 };
   bad = g3n_chat_render (fmt, &inv, 1, TRUE, &error);
   check (!bad && error && strstr (error->message, "UTF-8"), "invalid UTF-8 text: %s", error ? error->message : "");
+  test_hostile_configs ();
   g3n_chat_format_free (fmt);
   if (tok)
     g3n_tokenizer_free (tok);

@@ -157,6 +157,19 @@ expect_fail "quant cache of another model" "mm.g3nq: made from another checkpoin
   "$CLI" generate --model "$DATA/text-matformer" --prompt-ids 2,3 -n 1 --quant q4_0 --quant-cache "$tmp/mm.g3nq"
 expect_fail "quant cache of another type" "holds q4_0 weights, not the q8_0" \
   "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3 -n 1 --quant q8_0 --quant-cache "$tmp/mm.g3nq"
+# a quant cache whose first scale is an F16 NaN (issue 16: it printed garbage and exited 0); the scale's
+# place comes from the header: [8-byte length][JSON header][data], "NAME.scales":{...,"data_offsets":[B,E]}
+cp "$tmp/mm.g3nq" "$tmp/nan.g3nq"
+hlen=$(od -An -t u8 -N8 "$tmp/nan.g3nq" | tr -d ' ')
+scale_at=$(head -c $((8 + hlen)) "$tmp/nan.g3nq" | tail -c "$hlen" \
+  | grep -o '\.scales":{[^}]*}' | head -n 1 | sed -n 's/.*"data_offsets":\[\([0-9]*\),.*/\1/p')
+if [ -n "$scale_at" ] && printf '\001\376' | dd of="$tmp/nan.g3nq" bs=1 seek=$((8 + hlen + scale_at)) conv=notrunc 2>/dev/null
+then
+  expect_fail "quant cache with a NaN scale" "nan.g3nq: tensor '.*\.scales' holds a non-finite scale" \
+    "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3 -n 1 --quant q4_0 --quant-cache "$tmp/nan.g3nq"
+else
+  bad "could not find a scales tensor in the header of $tmp/mm.g3nq"
+fi
 expect_fail "quant cache without --quant" "needs --quant" \
   "$CLI" generate --model "$DATA/mm-tiny" --prompt-ids 2,3 -n 1 --quant-cache "$tmp/mm.g3nq"
 "$CLI" --help >/dev/null && "$CLI" forward --help | grep -q -- "--hidden-states" && ok "--help documents the commands" \

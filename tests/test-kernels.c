@@ -314,6 +314,49 @@ test_half_products (G3nDType dtype, int nq, int G, int n, int d, int pad)
   g_rand_free (rand);
 }
 
+/* Closeness to a double-precision value, where NaN must match NaN and infinities must match exactly. */
+static gboolean
+close_to (float got, double want)
+{
+  if (isnan (want) || isinf (want))
+    return isnan (want) ? isnan (got) : got == want;
+  return fabs (got - want) <= 1e-5 * MAX (1.0, fabs (want));
+}
+
+/* The exp-based activations on values a hostile session or weights file can produce: beyond the range
+ * where exp's exponent fits an int (|x| > ~1.5e9), infinities and NaN. Each saturates as the libm formula
+ * does (NaN stays NaN), over a vector body and a tail (19 values). Fails before vexp clamped its input:
+ * the out-of-range float-to-int cast (undefined; INT_MIN on x86) turned exp(huge) into 0 or NaN. */
+static void
+test_exp_extremes (void)
+{
+  const float nan = bits_to_f32 (0x7fc00000), inf = bits_to_f32 (0x7f800000);
+  const float v[19] = { 1e20f, -1e20f, 3e9f, -3e9f, 1e10f, -1e10f, 88.5f, -88.5f, 150.0f, -150.0f,
+                        inf, -inf, nan, 0.5f, -0.5f, 1e38f, -1e38f, 2.0f, 0.0f };
+  const float cap = 30.0f;
+  float x[19];
+  int bad_cap = 0, bad_gelu = 0, bad_max = 0;
+  memcpy (x, v, sizeof x);
+  g3n_softcap (x, 19, cap);
+  for (int i = 0; i < 19; i++)
+    bad_cap += !close_to (x[i], isnan (v[i]) ? NAN : cap * tanh ((double) v[i] / cap));
+  memcpy (x, v, sizeof x);
+  g3n_gelu_tanh (x, 19);
+  for (int i = 0; i < 19; i++) {
+    double u = 0.7978845608 * ((double) v[i] + 0.044715 * (double) v[i] * v[i] * v[i]);
+    if (!isinf (v[i])) /* gelu(±inf) is inf·0 in the tanh form: no defined value to hold it to */
+      bad_gelu += !close_to (x[i], isnan (v[i]) ? NAN : 0.5 * v[i] * (1.0 + tanh (u)));
+  }
+  /* softmax over logits 1e30 apart: exp of -1e30 and -2e30 is 0, so the largest takes all the weight */
+  float s[11] = { 1e30f, 0.0f, -1e30f, -1e30f, -1e30f, -1e30f, -1e30f, -1e30f, -1e30f, -1e30f, -1e30f };
+  g3n_softmax (s, 11);
+  for (int i = 0; i < 11; i++)
+    bad_max += !close_to (s[i], i == 0 ? 1.0 : 0.0);
+  report (bad_cap == 0 && bad_gelu == 0 && bad_max == 0,
+          "exp at extremes (|x| up to 1e38, inf, NaN): %d softcap, %d gelu, %d softmax values off", bad_cap,
+          bad_gelu, bad_max);
+}
+
 int
 main (void)
 {
@@ -340,6 +383,7 @@ main (void)
   run_quant_rows (G3N_QUANT_Q8_0, 300, 544);
   run_quant_rows (G3N_QUANT_Q4_0, 1000, 80);
   test_half_conversions ();
+  test_exp_extremes ();
   /* queries by group: one at a time (G = 1), groups of 4 (E2B: 8 by 4), 2 (the fixtures), 6 (a group of 4
    * and two single ones), 9 in one segment; rows: 1, odd counts and several SUM_TILE tiles (16); head sizes
    * with and without vector tails (8/16-wide loads, 16/32-column blocks of the grouped sums, 32/64 of the

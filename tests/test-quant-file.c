@@ -251,6 +251,17 @@ test_refusals (const char *mm, const char *mf)
   expect_refused (mm, bad, G3N_QUANT_NONE, "q3_x", "an unknown quant type");
   rewrite (good, bad, NULL, "format", "pt", NULL);
   expect_refused (mm, bad, G3N_QUANT_NONE, "not a quantised-weights file", "another format");
+  /* non-finite scales (issue 16's fuzz finding: NaN reached exp in attention, and generate printed garbage
+   * with exit 0): an F16 inf in the first block, a NaN further in */
+  const guint16 f16_inf = 0x7c00, f16_nan = 0xfe01;
+  g_free (bytes);
+  g_assert (g_file_get_contents (good, &bytes, &n, NULL));
+  g_assert (g_file_set_contents (bad, bytes, (gssize) n, NULL));
+  check (patch_tensor (bad, scales, 0, &f16_inf, 2), "patched an inf into %s", scales);
+  expect_refused (mm, bad, G3N_QUANT_NONE, scales, "a file with an inf scale");
+  g_assert (g_file_set_contents (bad, bytes, (gssize) n, NULL));
+  check (patch_tensor (bad, scales, 2 * 5, &f16_nan, 2), "patched a NaN into %s", scales);
+  expect_refused (mm, bad, G3N_QUANT_Q4_0, "non-finite", "a cache file with a NaN scale");
   rewrite (good, bad, NULL, NULL, NULL, NULL);
   G3nModel *ok_model = load (mm);
   check (g3n_model_load_quantized (ok_model, bad, NULL), "the unchanged rewrite still loads (the refusals above "

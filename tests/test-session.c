@@ -250,6 +250,44 @@ saved_kv_dtype (const char *path)
   return dtype;
 }
 
+/* Loads path, patched at tensor `tensor` (byte `at`) with `bytes`, into a fresh session; the load must fail
+ * with an error naming the tensor. The file is put back afterwards. */
+static void
+expect_refused (G3nModel *m, G3nTokenizer *tok, const char *path, G3nKvType type, const char *tensor, gsize at,
+                const void *bytes, gsize size, const char *what)
+{
+  g_autofree char *orig = NULL;
+  gsize len = 0;
+  g_assert (g_file_get_contents (path, &orig, &len, NULL));
+  gboolean patched = patch_tensor (path, tensor, at, bytes, size);
+  G3nSession *d = new_session_kv (m, tok, 256, type);
+  g_autoptr (GError) error = NULL;
+  gboolean loaded = patched && g3n_session_load (d, path, &error);
+  g_autofree char *quoted = g_strdup_printf ("'%s'", tensor);
+  check (patched && !loaded && error && strstr (error->message, quoted), "%s KV: a session file with %s is refused: %s",
+         g3n_kv_type_name (type), what, error ? error->message : patched ? "(accepted)" : "(could not patch the file)");
+  g3n_session_free (d);
+  g_assert (g_file_set_contents (path, orig, len, NULL));
+}
+
+/* Hostile values in a valid session file (issue 16's fuzz findings): a non-finite key (it would make every
+ * later attention score NaN, and reached exp with NaN) and a pos0 near INT64_MAX (pos0 + len overflowed in
+ * the position check: undefined behaviour, reported by UBSan). */
+static void
+test_hostile_kv (G3nModel *m, G3nTokenizer *tok, const char *path, G3nKvType type)
+{
+  const guint32 f32_nan = 0x7fc00000, f32_inf = 0xff800000;
+  const guint16 f16_inf = 0x7c00, bf16_nan = 0x7fc1;
+  const void *bad = type == G3N_KV_F32 ? (const void *) &f32_nan : type == G3N_KV_F16 ? (const void *) &f16_inf
+                                                                                       : (const void *) &bf16_nan;
+  gsize size = type == G3N_KV_F32 ? 4 : 2;
+  expect_refused (m, tok, path, type, "kv.0.k", 3 * size, bad, size, "a NaN or inf key");
+  expect_refused (m, tok, path, type, "kv.0.v", 0, type == G3N_KV_F32 ? (const void *) &f32_inf : bad, size,
+                  "a NaN or inf value");
+  const gint64 near_max = G_MAXINT64 - 2;
+  expect_refused (m, tok, path, type, "kv.0.pos0", 0, &near_max, 8, "kv.0.pos0 = INT64_MAX - 2");
+}
+
 static void
 test_save_restore (G3nModel *m, G3nModel *other, G3nTokenizer *tok, G3nKvType type)
 {
@@ -272,6 +310,7 @@ test_save_restore (G3nModel *m, G3nModel *other, G3nTokenizer *tok, G3nKvType ty
   G3nDType want = type == G3N_KV_F16 ? G3N_DTYPE_F16 : type == G3N_KV_BF16 ? G3N_DTYPE_BF16 : G3N_DTYPE_F32;
   check (saved_kv_dtype (path) == want, "%s KV: the session file holds the cache as %s", name, g3n_dtype_name (want));
   g_clear_error (&error);
+  test_hostile_kv (m, tok, path, type);
   if (type != G3N_KV_F32) {
     g_remove (path);
     g_rmdir (dir);

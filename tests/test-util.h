@@ -9,6 +9,7 @@
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 static G_GNUC_UNUSED int test_passed, test_failed;
 
@@ -105,6 +106,28 @@ logit_diff (const float *got, const float *want, int T, int V)
   }
   r.mean_diff = sum / ((double) T * V);
   return r;
+}
+
+/* Overwrites `size` bytes at byte `at` of tensor `name`'s data in the safetensors file `path`, to build a
+ * hostile file from a valid one. The tensor's place comes from the header text our writer makes
+ * ("NAME":{..."data_offsets":[BEGIN,END]}), so the test does not trust the reader under test. */
+static G_GNUC_UNUSED gboolean
+patch_tensor (const char *path, const char *name, gsize at, const void *bytes, gsize size)
+{
+  g_autofree char *buf = NULL, *key = g_strdup_printf ("\"%s\"", name);
+  gsize len = 0;
+  guint64 header = 0, begin = 0, end = 0;
+  if (!g_file_get_contents (path, &buf, &len, NULL) || len < 8)
+    return FALSE;
+  memcpy (&header, buf, 8); /* little-endian, as the format and this machine */
+  g_autofree char *json = header <= len - 8 ? g_strndup (buf + 8, header) : NULL;
+  const char *entry = json ? strstr (json, key) : NULL;
+  const char *offsets = entry ? strstr (entry, "\"data_offsets\"") : NULL;
+  if (!offsets || sscanf (offsets, "\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "]", &begin, &end) != 2
+      || at + size > end - begin || 8 + header + end > len)
+    return FALSE;
+  memcpy (buf + 8 + header + begin + at, bytes, size);
+  return g_file_set_contents (path, buf, len, NULL);
 }
 
 #endif

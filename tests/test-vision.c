@@ -171,6 +171,52 @@ test_small_images (Tally *t, const char *model_dir, const char *data_dir)
 
 /* ---------------------------------------------------------------- frames */
 
+/* from_frame must refuse what would make it (or libswscale) read past a plane (issue 16's fuzz finding: I420
+ * strides shorter than a row were accepted, and libswscale read past the planes): each case names the
+ * stride and width, or the size or plane at fault. `planes` are 64x48 I420 planes, large enough that
+ * none of these reads past them even without the check. */
+static void
+test_hostile_frames (Tally *t, const guint8 *const *planes)
+{
+  static const struct {
+    G3nPixelFormat format;
+    int width, height, strides[3];
+    const char *expect, *what;
+  } cases[] = {
+    { G3N_PIXEL_I420, 64, 48, { 32, 32, 32 }, "plane 0 has stride 32", "I420 luma stride half a row" },
+    { G3N_PIXEL_I420, 64, 48, { 64, 16, 32 }, "plane 1 has stride 16", "I420 U stride half a chroma row" },
+    { G3N_PIXEL_I420, 64, 48, { 64, 32, 0 }, "plane 2 has stride 0", "I420 V stride 0" },
+    { G3N_PIXEL_I420, 63, 47, { 63, 31, 32 }, "width 63", "I420 odd width: chroma rows round up (32, not 31)" },
+    { G3N_PIXEL_I420, 64, 48, { -64, 32, 32 }, "stride -64", "I420 negative stride" },
+    { G3N_PIXEL_RGB24, 20, 10, { 59, 0, 0 }, "stride 59", "RGB24 stride one byte short of a row" },
+    { G3N_PIXEL_BGRA, 16, 10, { 48, 0, 0 }, "width 16", "BGRA stride of an RGB24 row" },
+    { G3N_PIXEL_RGB24, -4, 10, { 64, 0, 0 }, "-4x10", "negative width" },
+    { G3N_PIXEL_I420, 64, 0, { 64, 32, 32 }, "64x0", "zero height" },
+    { (G3nPixelFormat) 99, 4, 4, { 64, 0, 0 }, "pixel format 99", "unknown pixel format" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (G3nImage) f = g3n_image_from_frame (cases[i].format, cases[i].width, cases[i].height, planes,
+                                                   cases[i].strides, &error);
+    check (t, !f && g_error_matches (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT)
+                && strstr (error->message, cases[i].expect), "%s refused: %s", cases[i].what,
+           error ? error->message : "(accepted)");
+  }
+  const guint8 *missing[3] = { planes[0], NULL, planes[2] };
+  const int strides[3] = { 64, 32, 32 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (G3nImage) f = g3n_image_from_frame (G3N_PIXEL_I420, 64, 48, missing, strides, &error);
+  check (t, !f && error && strstr (error->message, "plane 1 is missing"), "I420 without its U plane refused: %s",
+         error ? error->message : "(accepted)");
+  g_clear_error (&error);
+  g_autoptr (G3nImage) g = g3n_image_from_frame (G3N_PIXEL_RGB24, 4, 4, NULL, strides, &error);
+  check (t, !g && error && strstr (error->message, "missing"), "no planes at all refused: %s",
+         error ? error->message : "(accepted)");
+  const int odd[3] = { 63, 32, 32 };
+  g_autoptr (G3nImage) h = g3n_image_from_frame (G3N_PIXEL_I420, 63, 47, planes, odd, NULL);
+  check (t, h && h->width == 63 && h->height == 47, "I420 odd width with chroma strides of 32 converts");
+}
+
 static void
 test_frames (Tally *t, const char *image)
 {
@@ -217,6 +263,7 @@ test_frames (Tally *t, const char *image)
   g_autoptr (G3nImage) z = g3n_image_from_frame (G3N_PIXEL_RGB24, 0, 0, planes, strides, &error);
   check (t, !z && g_error_matches (error, G3N_ERROR, G3N_ERROR_INVALID_ARGUMENT), "0x0 frame refused: %s",
          error ? error->message : "(no error)");
+  test_hostile_frames (t, planes);
 }
 
 /* ---------------------------------------------------------------- bad input */

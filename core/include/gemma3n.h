@@ -456,12 +456,14 @@ G3nChatFormat *g3n_chat_format_load (const char *model_dir, GError **error);
 void g3n_chat_format_free (G3nChatFormat *format);
 int g3n_chat_format_image_tokens (const G3nChatFormat *format);
 int g3n_chat_format_audio_tokens (const G3nChatFormat *format);
+/* Each in 0..32768 (a context's positions); g3n_chat_format_load refuses configs beyond that. */
 void g3n_chat_format_set_seq_lengths (G3nChatFormat *format, int image_tokens, int audio_tokens);
 /* apply_chat_template(tokenize=False): one placeholder token per image/audio item. */
 char *g3n_chat_render (const G3nChatFormat *format, const G3nChatMessage *messages, int n_messages,
                        gboolean add_generation_prompt, GError **error);
 /* The processor's expansion of each placeholder into begin + N soft tokens + end, between blank lines;
- * as the reference, only for the modalities given (images / audio clips passed with the prompt). */
+ * as the reference, only for the modalities given (images / audio clips passed with the prompt). NULL when
+ * the result would exceed 256 MiB (far more than any context holds). */
 char *g3n_chat_expand (const G3nChatFormat *format, const char *rendered, gboolean images, gboolean audio);
 
 /* ---------------------------------------------------------------- audio features */

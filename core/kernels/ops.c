@@ -23,13 +23,23 @@
 #endif
 
 /* exp(x) without libm: Cephes' expf polynomial (~1 ulp). Rounding to the nearest integer uses the
- * 1.5·2^23 trick; the exponent is clamped as an integer, so x < -87 gives 0 and x > 88 gives inf, for |x|
- * up to ~1e13 (far beyond any normalised activation). */
+ * 1.5·2^23 trick. |x| is clamped to 100 first, so the exponent n always fits the int cast (a float outside
+ * int's range, or NaN, converted to int is undefined behaviour, and a hostile session or weights file can
+ * make activations anything); the exponent is then clamped as an integer, so for every float x below about
+ * -87.68 gives 0 and x from about 88.38 (n = 128) gives inf, and NaN gives NaN. The clamp and the NaN test
+ * work on the bits with integer selects: GCC does not if-convert float comparisons, or a select whose arm
+ * is float arithmetic (either may trap), and the loops calling this would no longer vectorise. */
 static inline float
 vexp (float x)
 {
-  float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  guint32 u, mag;
+  memcpy (&u, &x, sizeof u);
+  mag = u & 0x7fffffffu;
+  guint32 cu = mag > 0x42c80000u ? (u & 0x80000000u) | 0x42c80000u : u; /* ±100 for |x| > 100, inf, NaN */
+  float c;
+  memcpy (&c, &cu, sizeof c);
+  float n = (c * 1.44269504f + 12582912.0f) - 12582912.0f;
+  float r = c - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -40,9 +50,13 @@ vexp (float x)
   gint32 e = (gint32) n;
   e = e < -127 ? -127 : e > 128 ? 128 : e;
   gint32 bits = (e + 127) << 23;
-  float scale;
+  float scale, nan_in;
   memcpy (&scale, &bits, sizeof scale);
-  return p * scale;
+  /* NaN in, NaN out: added as x itself or +0 (p · scale is never -0), chosen before any float operation, so
+   * the select stays an integer one */
+  guint32 nb = mag > 0x7f800000u ? u : 0;
+  memcpy (&nan_in, &nb, sizeof nan_in);
+  return p * scale + nan_in;
 }
 
 /* Σ x[i]·y[i] with LANES running sums. */

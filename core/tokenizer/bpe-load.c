@@ -87,7 +87,7 @@ static gboolean
 index_vocab (G3nTokenizer *tok, GArray *entries, GError **error)
 {
   VocabEntry *e = (VocabEntry *) entries->data;
-  gint32 max_id = -1;
+  gint32 max_id = -1, max_k = -1;
 
   vocab_table_new (tok, entries->len);
   VocabSlot *slots = tok->vocab_slots;
@@ -102,11 +102,20 @@ index_vocab (G3nTokenizer *tok, GArray *entries, GError **error)
     }
     slots[i] = (VocabSlot) { e[k].piece, e[k].len, e[k].hash, k };
     tok->n_model_entries++;
-    max_id = MAX (max_id, e[k].id);
+    if (e[k].id > max_id)
+      max_id = e[k].id, max_k = k;
   }
   for (guint32 i = 0; i <= tok->vocab_mask; i++)
     if (slots[i].id >= 0)
       slots[i].id = e[slots[i].id].id;
+  /* The id tables are indexed by id, so they are sized by the largest one: a few entries with a huge id
+   * would cost gigabytes (a 60-byte file took 3.4 GB). Real vocabularies are dense; allow as many unused
+   * ids as entries, and at least MAX_SPARSE_IDS. */
+  gint64 id_limit = (gint64) tok->n_model_entries + MAX (tok->n_model_entries, MAX_SPARSE_IDS);
+  if (max_id >= id_limit)
+    return tok_fail (error, G3N_ERROR_FORMAT,
+                     "model.vocab[\"%s\"] is id %d, but the vocabulary has %d entries: ids must be below %" G_GINT64_FORMAT,
+                     e[max_k].piece, max_id, tok->n_model_entries, id_limit);
 
   tok->n_model_ids = max_id + 1;
   tok->model_piece = g_new0 (char *, tok->n_model_ids);

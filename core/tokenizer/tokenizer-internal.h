@@ -28,6 +28,9 @@ G_BEGIN_DECLS
 
 /* Ids from a file above this are refused, so a corrupt number cannot trigger a huge allocation. */
 #define MAX_ID (1 << 28)
+/* model.vocab may leave this many ids unused (or as many as it has entries, if more) and no more: the id
+ * tables cost ~25 bytes per id up to the largest. */
+#define MAX_SPARSE_IDS (1 << 16)
 
 /* model.vocab and model.merges sit at this depth: the root object, then "model". */
 #define TABLE_DEPTH 2
