@@ -707,6 +707,11 @@ set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *p
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
     case PROP_MODEL:
+      /* the model is opened in NULL→READY: a change later would not be what runs */
+      if (GST_STATE (self) > GST_STATE_READY) {
+        GST_WARNING_OBJECT (self, "model can only be changed in the NULL or READY state");
+        break;
+      }
       g_free (self->model_path);
       self->model_path = g_value_dup_string (value);
       break;

@@ -295,7 +295,8 @@ harness_new (const char *props)
   GstElement *enc = gst_parse_launch (desc, &error);
   fail_unless (enc != NULL, "%s: %s", desc, error ? error->message : "");
   GstHarness *h = gst_harness_new_with_element (enc, "sink", "src");
-  /* The harness's upstream is live: a test clock that never moves shows nothing here waits for the clock. */
+  /* A test clock that never moves, also for the live cases (gst_harness_set_live): nothing here may wait for
+   * the clock. */
   gst_harness_use_testclock (h);
   gst_object_unref (enc);
   gst_harness_set_live (h, FALSE);
@@ -772,6 +773,18 @@ query_latency (GstHarness *h, gboolean *live, GstClockTime *min, GstClockTime *m
 }
 
 /* Upstream's latency plus (batch-rows x 4 + 6) frames of the caps' hop. */
+/* The model is opened in NULL→READY: while running, another folder is refused (what runs stays named). */
+GST_START_TEST (test_model_fixed_while_running)
+{
+  GstHarness *h = harness_new (NULL);
+  g_object_set (h->element, "model", "/some/other/model", NULL);
+  g_autofree char *now = NULL;
+  g_object_get (h->element, "model", &now, NULL);
+  fail_unless_equals_string (now, model_dir);
+  gst_harness_teardown (h);
+}
+GST_END_TEST;
+
 GST_START_TEST (test_latency)
 {
   GstHarness *h = harness_new ("batch-rows=12 max-backlog=2000");
@@ -872,6 +885,7 @@ audioenc_suite (void)
   tcase_set_timeout (tc, 300);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_one_segment);
+  tcase_add_test (tc, test_model_fixed_while_running);
   tcase_add_test (tc, test_batch_rows_1);
   tcase_add_test (tc, test_file_backpressure);
   tcase_add_test (tc, test_compute_error);
