@@ -67,6 +67,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_gemma3n_decoder_debug);
 #define DEFAULT_LATENESS 0
 #define DEFAULT_SESSION_FILE NULL
 #define DEFAULT_AUDIO_PADDING TRUE
+#define DEFAULT_PREFILL_BATCH 32
 #define DEFAULT_TOKENS_PER_SECOND 8.0
 #define DEFAULT_REPEAT_LIMIT 4
 #define DEFAULT_MAX_BACKLOG 30000
@@ -94,6 +95,7 @@ enum {
   PROP_LATENESS,
   PROP_SESSION_FILE,
   PROP_AUDIO_PADDING,
+  PROP_PREFILL_BATCH,
   PROP_TOKENS_PER_SECOND,
   PROP_REPEAT_LIMIT,
   PROP_MAX_BACKLOG,
@@ -176,6 +178,7 @@ struct _GstGemma3nDecoder {
   guint latency_ms, lateness_ms;
   gchar *session_file;
   gboolean audio_padding;
+  guint prefill_batch;
   gdouble tokens_per_second;
   guint repeat_limit, max_backlog_ms;
 
@@ -1228,6 +1231,7 @@ typedef struct {
   gint threads;
   guint context_size;
   gboolean audio_padding;
+  guint prefill_batch;
   gboolean custom_without_prompt;
 } LoadSettings;
 
@@ -1244,6 +1248,7 @@ load_settings_read (GstGemma3nDecoder *self, LoadSettings *ls)
   ls->threads = self->threads;
   ls->context_size = self->context_size;
   ls->audio_padding = self->audio_padding;
+  ls->prefill_batch = self->prefill_batch;
   ls->custom_without_prompt = self->task == GST_GEMMA3N_DECODER_TASK_CUSTOM && !(self->prompt && *self->prompt);
   GST_OBJECT_UNLOCK (self);
 }
@@ -1351,6 +1356,7 @@ open_session (GstGemma3nDecoder *self, const LoadSettings *ls)
   sp.kv_type = ls->kv_type;
   sp.n_threads = ls->threads;
   sp.audio_padding = ls->audio_padding;
+  sp.prefill_batch = (int) ls->prefill_batch;
   self->session = g3n_session_new (self->model, self->tokenizer, self->format, &sp, &error);
   if (!self->session) {
     GST_ELEMENT_ERROR (self, LIBRARY, INIT, ("Could not start a conversation of %u positions", ls->context_size),
@@ -1541,6 +1547,10 @@ gst_gemma3n_decoder_set_property (GObject *object, guint prop_id, const GValue *
       if (can_change_setup_locked (self, pspec))
         self->audio_padding = g_value_get_boolean (value);
       break;
+    case PROP_PREFILL_BATCH:
+      if (can_change_setup_locked (self, pspec))
+        self->prefill_batch = g_value_get_uint (value);
+      break;
     case PROP_SYSTEM_PROMPT:
       if (can_change_setup_locked (self, pspec))
         replace_string (&self->system_prompt, value);
@@ -1619,6 +1629,7 @@ gst_gemma3n_decoder_get_property (GObject *object, guint prop_id, GValue *value,
     case PROP_LATENESS: g_value_set_uint (value, self->lateness_ms); break;
     case PROP_SESSION_FILE: g_value_set_string (value, self->session_file); break;
     case PROP_AUDIO_PADDING: g_value_set_boolean (value, self->audio_padding); break;
+    case PROP_PREFILL_BATCH: g_value_set_uint (value, self->prefill_batch); break;
     case PROP_TOKENS_PER_SECOND: g_value_set_double (value, self->tokens_per_second); break;
     case PROP_REPEAT_LIMIT: g_value_set_uint (value, self->repeat_limit); break;
     case PROP_MAX_BACKLOG: g_value_set_uint (value, self->max_backlog_ms); break;
@@ -1665,6 +1676,7 @@ gst_gemma3n_decoder_init (GstGemma3nDecoder *self)
   self->latency_ms = DEFAULT_LATENCY;
   self->lateness_ms = DEFAULT_LATENESS;
   self->audio_padding = DEFAULT_AUDIO_PADDING;
+  self->prefill_batch = DEFAULT_PREFILL_BATCH;
   self->tokens_per_second = DEFAULT_TOKENS_PER_SECOND;
   self->repeat_limit = DEFAULT_REPEAT_LIMIT;
   self->max_backlog_ms = DEFAULT_MAX_BACKLOG;
@@ -1746,6 +1758,10 @@ install_properties (GObjectClass *oc)
       "Audio padding", "Pad every clip to the processor's soft-token count as the reference does (FALSE: "
       "only the clip's own tokens, fewer positions and faster, answers may differ)", DEFAULT_AUDIO_PADDING,
       SETUP_FLAGS));
+  g_object_class_install_property (oc, PROP_PREFILL_BATCH, g_param_spec_uint ("prefill-batch",
+      "Prefill batch", "Soft tokens (160 ms of audio each) prefilled at a time while a segment is spoken: "
+      "smaller batches leave less to do after its end, larger ones read the weights fewer times", 1, 188,
+      DEFAULT_PREFILL_BATCH, SETUP_FLAGS));
   g_object_class_install_property (oc, PROP_TOKENS_PER_SECOND, g_param_spec_double ("tokens-per-second",
       "Tokens per second", "A segment's answer is capped at 8 + this many tokens per second of speech "
       "(0 = only max-new-tokens)", 0.0, 1000.0, DEFAULT_TOKENS_PER_SECOND, LIVE_FLAGS));

@@ -81,6 +81,7 @@ static const Proxy proxies[] = {
   { "context-size", TO_DECODER, NULL },
   { "kv-type", TO_DECODER, NULL },
   { "audio-padding", TO_DECODER, NULL },
+  { "prefill-batch", TO_DECODER, NULL },
   { "session-file", TO_DECODER, NULL },
   { "tokens-per-second", TO_DECODER, NULL },
   { "repeat-limit", TO_DECODER, NULL },

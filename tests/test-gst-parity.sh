@@ -36,6 +36,14 @@ for prompt in "Transcribe this audio." "Describe the sound."; do
   same "elements = CLI, \"$prompt\"" "$tmp/cli.txt" "$tmp/elements.txt"
 done
 
+# Batching is invisible: the smallest encoder and prefill batches (tokens out and prefilled as the speech comes)
+# give the same text.
+"$CLI" run --model "$MODEL" --audio "$WAV" -p "Transcribe this audio." --greedy -n $n -t 1 >"$tmp/cli.txt" 2>&1
+gst-launch-1.0 -q filesrc location="$WAV" ! wavparse ! audioconvert ! gemma3nmel model="$MODEL" vad=false ! \
+  gemma3naudioenc model="$MODEL" threads=1 batch-rows=1 ! gemma3ndecoder model="$MODEL" prefill-batch=1 \
+    max-new-tokens=$n tokens-per-second=0 repeat-limit=0 threads=1 ! filesink location="$tmp/batch1.txt" 2>"$tmp/err" \
+  && same "batch-rows=1 prefill-batch=1 = CLI" "$tmp/cli.txt" "$tmp/batch1.txt" || bad "batch pipeline: $(cat "$tmp/err")"
+
 # The bin, the default task (transcribe: "Transcribe this audio."), voice detection off.
 "$CLI" run --model "$MODEL" --audio "$WAV" -p "Transcribe this audio." --greedy -n $n -t 1 >"$tmp/cli.txt" 2>&1
 gst-launch-1.0 -q filesrc location="$WAV" ! decodebin ! gemma3ntranscriber model="$MODEL" vad=false \
