@@ -32,5 +32,9 @@ if "$BENCH" --model /nonexistent-model --seconds 1 --sample "$srcdir/tests/data/
   bad "a missing model was accepted"
 elif ! grep -q nonexistent-model "$out"; then bad "missing model: $(cat "$out")"; fi
 
+if "$BENCH" --model "$MODEL" --seconds 1 --sample /nonexistent-sample.wav >"$out" 2>&1; then
+  bad "a missing sample was accepted"
+elif ! grep -q nonexistent-sample "$out"; then bad "missing sample: $(cat "$out")"; fi
+
 [ "$failed" -eq 0 ] && echo "ok   gemma3n-caption-bench"
 exit "$failed"

@@ -186,10 +186,34 @@ live_delays (const Run *r, gboolean json, double *first_caption_s)
   return d;
 }
 
-/* Speech for the benchmark: the bundled sample, then a pause, over and over for `seconds`. */
+/* Seconds of audio in `path` (0 when it cannot be read). */
+static double
+media_seconds (const char *path)
+{
+  g_autofree char *desc = g_strdup_printf ("filesrc location=\"%s\" ! decodebin ! fakesink", path);
+  GstElement *p = gst_parse_launch (desc, NULL);
+  if (!p)
+    return 0;
+  gint64 duration = 0;
+  if (gst_element_set_state (p, GST_STATE_PAUSED) != GST_STATE_CHANGE_FAILURE
+      && gst_element_get_state (p, NULL, NULL, 10 * GST_SECOND) == GST_STATE_CHANGE_SUCCESS)
+    gst_element_query_duration (p, GST_FORMAT_TIME, &duration);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (p);
+  return duration > 0 ? duration / 1e9 : 0;
+}
+
+#define PAUSE_S 1.2 /* the silence after each utterance */
+
+/* Speech for the benchmark: the sample, then a pause, over and over for `seconds`. */
 static char *
 make_speech (const char *sample, double seconds, GError **error)
 {
+  double sample_s = media_seconds (sample);
+  if (sample_s <= 0) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ, "cannot read the audio of %s", sample);
+    return NULL;
+  }
   char *path = g_build_filename (g_get_tmp_dir (), "gemma3n-caption-bench-XXXXXX.wav", NULL);
   int fd = g_mkstemp (path);
   if (fd < 0) {
@@ -203,10 +227,10 @@ make_speech (const char *sample, double seconds, GError **error)
                              "audio/x-raw,format=S16LE,rate=16000,channels=1 ! wavenc ! filesink location=\"");
   g_string_append_printf (d, "%s\" ", path);
   int n = 0;
-  for (double t = 0; t < seconds; t += 3.37 + 1.2, n++)
-    g_string_append_printf (d, "filesrc location=\"%s\" ! wavparse ! audioconvert ! c. "
-                            "audiotestsrc wave=silence num-buffers=12 samplesperbuffer=1600 ! "
-                            "audio/x-raw,rate=16000,channels=1 ! c. ", sample);
+  for (double t = 0; t < seconds; t += sample_s + PAUSE_S, n++)
+    g_string_append_printf (d, "filesrc location=\"%s\" ! decodebin ! audioconvert ! audioresample ! c. "
+                            "audiotestsrc wave=silence num-buffers=%d samplesperbuffer=1600 ! "
+                            "audio/x-raw,rate=16000,channels=1 ! c. ", sample, (int) (PAUSE_S * 10));
   GstElement *p = gst_parse_launch (d->str, error);
   g_string_free (d, TRUE);
   if (*error) {
